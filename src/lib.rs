@@ -1,0 +1,1 @@
+//! Berth: a model registry that is an OCI registry.

@@ -1,0 +1,80 @@
+//! Starts a real `berth serve` process on an ephemeral loopback port for integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A Berth server process owned by a test; killed on drop.
+pub struct TestServer {
+    pub url: String,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A fresh server on a new temporary data directory.
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    /// A fresh server with extra `serve` flags.
+    pub fn start_with(extra: &[&str]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut s = Self::start_in(&dir, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server on the given data directory (used to test restarts).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("serve")
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn berth serve");
+        // The server prints `berth listening on ADDR` on stdout once it accepts connections.
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listen line");
+        let addr = line
+            .trim()
+            .strip_prefix("berth listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from berth: {line:?}"))
+            .to_string();
+        TestServer {
+            url: format!("http://{addr}"),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            child,
+            _tmp: None,
+        }
+    }
+
+    /// Stops the process (SIGKILL, like a crash) and starts a new one on the same data directory.
+    pub fn restart(mut self) -> TestServer {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let tmp = self._tmp.take();
+        let mut s = Self::start_in(&self.data_dir.clone(), &[]);
+        s._tmp = tmp;
+        s
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
