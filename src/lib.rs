@@ -1,1 +1,11 @@
 //! Berth: a model registry that is an OCI registry.
+//!
+//! Layers, each depending only on those below it: `http` (axum edge) → `registry`
+//! (use cases) → `store` (blob and metadata storage) → `oci` (pure types).
+
+pub mod config;
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod server;
+pub mod store;

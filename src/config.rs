@@ -1,0 +1,162 @@
+//! Server configuration: defaults, then a TOML file, then environment variables and
+//! flags (clap reads both), each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::registry::Limits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `berth serve` flags. Every flag also reads a `BERTH_*` environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "BERTH_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Directory for the metadata database and blobs [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Skip fsync on commits: faster, but a power loss can lose recent pushes.
+    #[arg(long, env = "BERTH_NO_FSYNC")]
+    pub no_fsync: bool,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
+    pub max_manifest_bytes: Option<u64>,
+    /// Smallest non-final upload chunk accepted, in bytes; 0 for none [default: 0].
+    #[arg(long, env = "BERTH_CHUNK_MIN_LENGTH")]
+    pub chunk_min_length: Option<u64>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    fsync: Option<bool>,
+    max_manifest_bytes: Option<u64>,
+    chunk_min_length: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+/// The resolved configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub fsync: bool,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = Limits::default();
+        Ok(Config {
+            addr: args
+                .addr
+                .or(file.addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            fsync: !args.no_fsync && file.fsync.unwrap_or(true),
+            limits: Limits {
+                max_manifest_bytes: args
+                    .max_manifest_bytes
+                    .or(file.max_manifest_bytes)
+                    .unwrap_or(defaults.max_manifest_bytes),
+                chunk_min_length: args
+                    .chunk_min_length
+                    .or(file.chunk_min_length)
+                    .unwrap_or(defaults.chunk_min_length),
+                ..defaults
+            },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_then_flags() {
+        let c = Config::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.data_dir, PathBuf::from("berth-data"));
+        assert!(c.fsync);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "addr = \"0.0.0.0:6000\"\nfsync = false\nmax_manifest_bytes = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            max_manifest_bytes: Some(20),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:6000");
+        assert!(!c.fsync);
+        assert_eq!(c.limits.max_manifest_bytes, 20);
+
+        std::fs::write(&path, "adress = \"typo\"\n").unwrap();
+        assert!(matches!(
+            Config::resolve(&args),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,118 @@
+//! The one place where errors become OCI error responses.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::endpoint::EndpointError;
+use crate::registry::RegistryError;
+
+/// An OCI error response: status, code, message, optional detail and headers.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn unsupported_method() -> Self {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the operation is unsupported",
+        )
+    }
+
+    pub fn digest_invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> Self {
+        let (status, code) = match &e {
+            EndpointError::NotFound => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            EndpointError::Name(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            EndpointError::Digest(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            EndpointError::Reference(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError as E;
+        let message = e.to_string();
+        let (status, code) = match &e {
+            E::NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            E::BlobUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            E::UploadUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            E::UploadInvalid(_) | E::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            E::ChunkOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            E::DigestMismatch { .. } | E::DigestInvalid(_) => {
+                (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+            }
+            E::ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            E::ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
+            E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+            E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        let mut api = ApiError::new(status, code, message);
+        match &e {
+            E::ManifestBlobUnknown(d) | E::BlobUnknown(d) => {
+                api.detail = Some(json!({ "digest": d.to_string() }));
+            }
+            E::ChunkOutOfOrder { size, .. } => {
+                if let Ok(v) = HeaderValue::from_str(&super::v2::upload_range(*size)) {
+                    api.headers.push((HeaderName::from_static("range"), v));
+                }
+            }
+            _ => {}
+        }
+        api
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = self.detail {
+            error["detail"] = d;
+        }
+        let body = json!({ "errors": [error] });
+        let mut resp = (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        for (k, v) in self.headers {
+            resp.headers_mut().insert(k, v);
+        }
+        resp
+    }
+}

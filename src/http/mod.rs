@@ -1,0 +1,58 @@
+//! The HTTP edge: axum router, observability and the `/v2` API.
+
+mod endpoint;
+mod error;
+mod metrics;
+mod observe;
+mod v2;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use endpoint::{Action, Endpoint, EndpointError};
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use crate::registry::Registry;
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub registry: Registry,
+    pub metrics: Metrics,
+}
+
+impl App {
+    pub fn new(registry: Registry) -> Arc<App> {
+        Arc::new(App {
+            registry,
+            metrics: Metrics::new(),
+        })
+    }
+}
+
+/// The full router: `/v2` API, `/metrics`, `/healthz`, `/readyz`, with request ids,
+/// tracing and metrics on every request.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
+        .fallback(v2::dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            observe::observe,
+        ))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    match app.registry.ready().await {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}

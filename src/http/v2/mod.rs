@@ -1,0 +1,172 @@
+//! The OCI distribution API under `/v2`, dispatched on a parsed `Endpoint`.
+
+mod blobs;
+mod listing;
+mod manifests;
+mod range;
+mod uploads;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+
+use super::App;
+use super::endpoint::Endpoint;
+use super::error::ApiError;
+use crate::store::ByteStream;
+
+pub const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+pub const API_VERSION: &str = "docker-distribution-api-version";
+
+/// The route name a response was produced by, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteName(pub &'static str);
+
+/// The `Range` value describing an upload's progress: inclusive offsets of the
+/// bytes received (`0-0` when none have been, as clients expect).
+pub fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (route, result) = match Endpoint::parse(parts.uri.path()) {
+        Ok(endpoint) => {
+            let span = tracing::Span::current();
+            span.record("route", endpoint.route());
+            if let Some(repo) = endpoint.repo() {
+                span.record("repo", repo.as_str());
+            }
+            // Access control attaches here: `endpoint.action(&parts.method)` on `endpoint.repo()`.
+            let query = Query::parse(parts.uri.query());
+            let ctx = Ctx {
+                app: &app,
+                method: &parts.method,
+                headers: &parts.headers,
+                query: &query,
+            };
+            (endpoint.route(), handle(ctx, &endpoint, body).await)
+        }
+        Err(e) => ("unknown", Err(e.into())),
+    };
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    resp.headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    resp.extensions_mut().insert(RouteName(route));
+    resp
+}
+
+/// What every handler needs of the request besides the endpoint and body.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    app: &'a App,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    query: &'a Query,
+}
+
+impl Ctx<'_> {
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `Content-Length`, if present and well formed.
+    fn content_length(&self) -> Result<Option<u64>, ApiError> {
+        match self.headers.get(header::CONTENT_LENGTH) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "SIZE_INVALID",
+                        "Content-Length is not a non-negative integer",
+                    )
+                }),
+        }
+    }
+
+    /// Whether the request carries a body (a non-zero length or a chunked one).
+    fn has_body(&self) -> Result<bool, ApiError> {
+        Ok(match self.content_length()? {
+            Some(n) => n > 0,
+            None => self.headers.contains_key(header::TRANSFER_ENCODING),
+        })
+    }
+}
+
+async fn handle(ctx: Ctx<'_>, endpoint: &Endpoint, body: Body) -> Result<Response, ApiError> {
+    use Endpoint as E;
+    let m = ctx.method;
+    match endpoint {
+        E::Base if m == Method::GET || m == Method::HEAD => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+        }
+        E::Catalog if m == Method::GET => listing::catalog(ctx).await,
+        E::Tags { repo } if m == Method::GET => listing::tags(ctx, repo).await,
+        E::Referrers { repo, subject } if m == Method::GET => {
+            listing::referrers(ctx, repo, subject).await
+        }
+        E::Blob { repo, digest } => match *m {
+            Method::GET => blobs::get(ctx, repo, digest, false).await,
+            Method::HEAD => blobs::get(ctx, repo, digest, true).await,
+            Method::DELETE => blobs::delete(ctx, repo, digest).await,
+            _ => Err(ApiError::unsupported_method()),
+        },
+        E::UploadStart { repo } if m == Method::POST => uploads::start(ctx, repo, body).await,
+        E::Upload { repo, id } => match *m {
+            Method::GET => uploads::status(ctx, repo, id).await,
+            Method::PATCH => uploads::patch(ctx, repo, id, body).await,
+            Method::PUT => uploads::put(ctx, repo, id, body).await,
+            Method::DELETE => uploads::cancel(ctx, repo, id).await,
+            _ => Err(ApiError::unsupported_method()),
+        },
+        E::Manifest { repo, reference } => match *m {
+            Method::GET => manifests::get(ctx, repo, reference, false).await,
+            Method::HEAD => manifests::get(ctx, repo, reference, true).await,
+            Method::PUT => manifests::put(ctx, repo, reference, body).await,
+            Method::DELETE => manifests::delete(ctx, repo, reference).await,
+            _ => Err(ApiError::unsupported_method()),
+        },
+        _ => Err(ApiError::unsupported_method()),
+    }
+}
+
+/// Query parameters, keeping repeated keys.
+#[derive(Debug, Default)]
+pub(super) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Query {
+        Query(
+            q.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The request body as a stream of bytes for the stores.
+fn byte_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}

@@ -1,0 +1,43 @@
+//! Reading and deleting blobs in a repository.
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::Digest;
+use crate::store::{BlobReader, ByteRange};
+
+impl Registry {
+    /// Size of a blob linked into `repo`.
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        match self.meta.blob_link(repo, digest).await? {
+            Some(size) => Ok(size),
+            None => Err(RegistryError::BlobUnknown(digest.clone())),
+        }
+    }
+
+    /// Opens a blob linked into `repo`, optionally a range of it (already checked
+    /// against `blob_size`).
+    pub async fn read_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobReader> {
+        self.blob_size(repo, digest).await?;
+        match self.blobs.read(digest, range).await? {
+            Some(r) => Ok(r),
+            None => {
+                tracing::error!(%digest, repo, "blob is linked but its bytes are missing");
+                Err(RegistryError::BlobUnknown(digest.clone()))
+            }
+        }
+    }
+
+    /// Unlinks a blob from `repo`. The bytes stay until garbage collection finds no
+    /// repository linking them: deleting here would race with a concurrent push.
+    pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Pushing, reading and deleting manifests; tags.
+
+use bytes::Bytes;
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::media::{self, ManifestKind};
+use crate::oci::{Digest, ParsedManifest, Reference};
+use crate::store::ManifestRecord;
+
+/// The result of a manifest push.
+pub struct PushedManifest {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+}
+
+/// A manifest as read back: its record and its exact bytes.
+pub struct StoredManifest {
+    pub record: ManifestRecord,
+    pub bytes: Bytes,
+}
+
+impl Registry {
+    /// Validates and stores a manifest under `reference` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest> {
+        if body.len() as u64 > self.limits.max_manifest_bytes {
+            return Err(RegistryError::ManifestTooLarge(
+                self.limits.max_manifest_bytes,
+            ));
+        }
+        let parsed = ParsedManifest::parse(&body, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &body);
+                if &actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256_of(&body),
+        };
+        self.check_references(repo, &parsed).await?;
+        if self.blobs.stat(&digest).await?.is_none() {
+            self.blobs.write_all(&digest, body.clone()).await?;
+        }
+        let record = ManifestRecord {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            size: body.len() as u64,
+            artifact_type: parsed.artifact_type,
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+            annotations: parsed.annotations,
+            references: parsed.references.iter().map(|d| d.digest.clone()).collect(),
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.meta.put_manifest(repo, &record, tag).await?;
+        Ok(PushedManifest {
+            digest,
+            subject: record.subject,
+        })
+    }
+
+    /// Every blob an image manifest names (but foreign layers) and every manifest an
+    /// index names must already be in the repository. A subject need not be.
+    async fn check_references(&self, repo: &str, m: &ParsedManifest) -> Result<()> {
+        for d in &m.references {
+            let present = match m.kind {
+                ManifestKind::Image => {
+                    media::is_non_distributable(&d.media_type)
+                        || self.meta.blob_link(repo, &d.digest).await?.is_some()
+                }
+                ManifestKind::Index => self.meta.manifest(repo, &d.digest).await?.is_some(),
+            };
+            if !present {
+                return Err(RegistryError::ManifestBlobUnknown(d.digest.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a reference to a manifest record in `repo`.
+    pub async fn manifest_record(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
+        let unknown = || RegistryError::ManifestUnknown(reference.to_string());
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .meta
+                .resolve_tag(repo, t.as_str())
+                .await?
+                .ok_or_else(unknown)?,
+        };
+        self.meta.manifest(repo, &digest).await?.ok_or_else(unknown)
+    }
+
+    /// Reads a manifest's record and exact bytes.
+    pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<StoredManifest> {
+        let record = self.manifest_record(repo, reference).await?;
+        let bytes = self
+            .blobs
+            .read_all(&record.digest, self.limits.max_manifest_bytes)
+            .await?
+            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        Ok(StoredManifest { record, bytes })
+    }
+
+    /// Deletes a manifest by digest (with the tags pointing at it), or just a tag.
+    pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
+        let found = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?.is_some(),
+            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Registry use cases, independent of HTTP: uploads, blobs, manifests, tags,
+//! referrers, listings. Built on a `BlobStore` and a `MetaStore`.
+
+mod blobs;
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use error::RegistryError;
+pub use manifests::{PushedManifest, StoredManifest};
+pub use uploads::{ChunkRange, MountOutcome};
+
+use crate::store::{BlobStore, MetaStore};
+
+/// Limits that protect the registry from oversized or abusive input.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Smallest non-final chunk accepted in a chunked upload (`OCI-Chunk-Min-Length`);
+    /// 0 means no minimum.
+    pub chunk_min_length: u64,
+    /// Largest page a listing returns, whatever `n` asks for.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            chunk_min_length: 0,
+            max_page: 10_000,
+        }
+    }
+}
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    limits: Limits,
+    /// In-memory state of live upload sessions (the running hash); rebuilt from the
+    /// upload's bytes when missing, e.g. after a restart.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+}
+
+pub type Result<T> = std::result::Result<T, RegistryError>;
+
+impl Registry {
+    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+        Registry {
+            blobs,
+            meta,
+            limits,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Upload sessions this process holds state for.
+    pub fn active_upload_sessions(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Checks that the metadata store answers (readiness).
+    pub async fn ready(&self) -> Result<()> {
+        self.meta.list_repos(None, 1).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! Upload sessions (chunked and monolithic), verification, commit and mount.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+
+use super::{Registry, RegistryError, Result};
+use crate::oci::{Algorithm, Digest, Hasher};
+use crate::store::{ByteStream, UploadRecord};
+
+/// Live state of one upload session.
+pub(super) struct Session {
+    /// sha256 of the bytes so far, or `None` when unknown (after a restart or a
+    /// failed write): then the upload is re-read at commit.
+    hasher: Option<Hasher>,
+    /// Size the hasher has seen.
+    hashed: u64,
+}
+
+/// A `Content-Range` of a chunk: inclusive start and end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The result of a mount request.
+pub enum MountOutcome {
+    Mounted(Digest),
+    /// The mount could not be honoured; an upload session was opened instead.
+    Started {
+        id: String,
+    },
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Upload ids are ours (uuid v4, simple form); anything else is unknown, which
+/// also keeps ids safe to use as file names.
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Registry {
+    /// Opens an upload session in `repo` and returns its id.
+    pub async fn start_upload(&self, repo: &str) -> Result<String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.blobs.create_upload(&id).await?;
+        let record = UploadRecord {
+            repo: repo.to_string(),
+            started_unix: now_unix(),
+        };
+        if let Err(e) = self.meta.create_upload(&id, &record).await {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    /// Tries to mount `digest` into `repo` from `from` (or, without `from`, from any
+    /// repository holding it); opens an upload session when it cannot.
+    pub async fn mount_or_start(
+        &self,
+        repo: &str,
+        digest: Option<&Digest>,
+        from: Option<&str>,
+    ) -> Result<MountOutcome> {
+        if let Some(d) = digest {
+            let source_has_it = match from {
+                Some(from) => self.meta.blob_link(from, d).await?.is_some(),
+                None => self.meta.blob_linked_anywhere(d).await?,
+            };
+            if source_has_it && let Some(size) = self.blobs.stat(d).await? {
+                self.meta.link_blob(repo, d, size).await?;
+                return Ok(MountOutcome::Mounted(d.clone()));
+            }
+        }
+        Ok(MountOutcome::Started {
+            id: self.start_upload(repo).await?,
+        })
+    }
+
+    /// Finds a live session of `repo`, or `UploadUnknown`.
+    async fn session(&self, repo: &str, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>> {
+        let unknown = || RegistryError::UploadUnknown(id.to_string());
+        if !valid_upload_id(id) {
+            return Err(unknown());
+        }
+        match self.meta.upload(id).await? {
+            Some(r) if r.repo == repo => {}
+            _ => return Err(unknown()),
+        }
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| RegistryError::UploadInvalid("session table poisoned".into()))?;
+        let s = sessions.entry(id.to_string()).or_insert_with(|| {
+            Arc::new(tokio::sync::Mutex::new(Session {
+                hasher: Some(Algorithm::Sha256.hasher()),
+                hashed: 0,
+            }))
+        });
+        Ok(s.clone())
+    }
+
+    /// The number of bytes an upload holds.
+    pub async fn upload_size(&self, repo: &str, id: &str) -> Result<u64> {
+        let session = self.session(repo, id).await?;
+        let _guard = session.lock().await;
+        self.stored_len(id).await
+    }
+
+    async fn stored_len(&self, id: &str) -> Result<u64> {
+        self.blobs
+            .upload_len(id)
+            .await?
+            .ok_or_else(|| RegistryError::UploadUnknown(id.to_string()))
+    }
+
+    /// Appends a chunk. `range` is the request's `Content-Range`, `length` its
+    /// `Content-Length`; `last` is true for the final chunk of a `PUT` (exempt from
+    /// the minimum chunk size). Returns the new size.
+    pub async fn append_chunk(
+        &self,
+        repo: &str,
+        id: &str,
+        range: Option<ChunkRange>,
+        length: Option<u64>,
+        last: bool,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let session = self.session(repo, id).await?;
+        let mut s = session.lock().await;
+        self.append_locked(&mut s, id, range, length, last, body)
+            .await
+    }
+
+    async fn append_locked(
+        &self,
+        s: &mut Session,
+        id: &str,
+        range: Option<ChunkRange>,
+        length: Option<u64>,
+        last: bool,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let size = self.stored_len(id).await?;
+        let out_of_order = |reason: String| RegistryError::ChunkOutOfOrder { size, reason };
+        if let Some(r) = range {
+            if r.start != size {
+                return Err(out_of_order(format!("chunk starts at byte {}", r.start)));
+            }
+            if r.end < r.start {
+                return Err(out_of_order("range end is before its start".into()));
+            }
+            if length.is_some_and(|l| l != r.end - r.start + 1) {
+                return Err(out_of_order(
+                    "Content-Length differs from Content-Range".into(),
+                ));
+            }
+        }
+        let expected = range.map(|r| r.end - r.start + 1).or(length);
+        let min = self.limits.chunk_min_length;
+        if !last && min > 0 && expected.is_some_and(|n| n < min) {
+            return Err(out_of_order(format!(
+                "chunk is smaller than the minimum of {min} bytes"
+            )));
+        }
+        if s.hashed != size {
+            s.hasher = None; // bytes arrived that this process did not hash
+        }
+        let hasher = Arc::new(Mutex::new(s.hasher.take()));
+        let h = hasher.clone();
+        let hashing: ByteStream = Box::pin(body.map(move |chunk| {
+            if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
+                && let Some(h) = guard.as_mut()
+            {
+                h.update(bytes);
+            }
+            chunk
+        }));
+        let result = self.blobs.append_upload(id, hashing).await;
+        let hasher = Arc::try_unwrap(hasher)
+            .ok()
+            .and_then(|m| m.into_inner().ok())
+            .flatten();
+        match result {
+            Ok(n) => {
+                s.hasher = hasher;
+                s.hashed = size + n;
+                if let Some(e) = expected.filter(|&e| e != n) {
+                    return Err(RegistryError::SizeInvalid(format!(
+                        "received {n} bytes where {e} were declared"
+                    )));
+                }
+                Ok(size + n)
+            }
+            Err((_, e)) => {
+                s.hasher = None;
+                Err(RegistryError::Body(e))
+            }
+        }
+    }
+
+    /// Completes an upload: appends the optional last chunk, verifies the digest,
+    /// commits the blob and links it into `repo`. A digest mismatch ends the session.
+    pub async fn finish_upload(
+        &self,
+        repo: &str,
+        id: &str,
+        digest: &Digest,
+        range: Option<ChunkRange>,
+        length: Option<u64>,
+        body: Option<ByteStream>,
+    ) -> Result<()> {
+        let session = self.session(repo, id).await?;
+        let mut s = session.lock().await;
+        if let Some(body) = body {
+            self.append_locked(&mut s, id, range, length, true, body)
+                .await?;
+        }
+        let size = self.stored_len(id).await?;
+        let computed = match (digest.algorithm(), s.hasher.take()) {
+            (Algorithm::Sha256, Some(h)) if s.hashed == size => h.finish(),
+            (alg, _) => self.rehash_upload(id, alg).await?,
+        };
+        let result = if &computed == digest {
+            self.commit(repo, id, digest, size).await
+        } else {
+            Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual: computed,
+            })
+        };
+        self.end_session(id).await;
+        result
+    }
+
+    async fn rehash_upload(&self, id: &str, alg: Algorithm) -> Result<Digest> {
+        let mut stream = self.blobs.read_upload(id).await?;
+        let mut h = alg.hasher();
+        while let Some(chunk) = stream.next().await {
+            h.update(&chunk.map_err(crate::store::StoreError::Io)?);
+        }
+        Ok(h.finish())
+    }
+
+    async fn commit(&self, repo: &str, id: &str, digest: &Digest, size: u64) -> Result<()> {
+        self.blobs.commit_upload(id, digest).await?;
+        self.meta.link_blob(repo, digest, size).await?;
+        Ok(())
+    }
+
+    /// Forgets a session and removes its bytes (committed bytes were moved away).
+    async fn end_session(&self, id: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(id);
+        }
+        if let Err(e) = self.blobs.delete_upload(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload bytes");
+        }
+        if let Err(e) = self.meta.delete_upload(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload record");
+        }
+    }
+
+    /// Cancels an upload session.
+    pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
+        let session = self.session(repo, id).await?;
+        let _guard = session.lock().await;
+        self.end_session(id).await;
+        Ok(())
+    }
+
+    /// A monolithic upload (`POST ?digest=` with the body): streamed into a private
+    /// upload file, verified, committed. Nothing is left behind on failure.
+    pub async fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<()> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.blobs.create_upload(&id).await?;
+        let result = self.put_blob_into(repo, &id, digest, length, body).await;
+        if result.is_err() {
+            let _ = self.blobs.delete_upload(&id).await;
+        }
+        result
+    }
+
+    async fn put_blob_into(
+        &self,
+        repo: &str,
+        id: &str,
+        digest: &Digest,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<()> {
+        let mut s = Session {
+            hasher: Some(digest.algorithm().hasher()),
+            hashed: 0,
+        };
+        let size = self
+            .append_locked(&mut s, id, None, length, true, body)
+            .await?;
+        let computed = match s.hasher {
+            Some(h) if s.hashed == size => h.finish(),
+            _ => self.rehash_upload(id, digest.algorithm()).await?,
+        };
+        if &computed != digest {
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual: computed,
+            });
+        }
+        self.commit(repo, id, digest, size).await
+    }
+}

@@ -1,0 +1,266 @@
+//! Filesystem `BlobStore`: `blobs/<alg>/<hex[0..2]>/<hex>`, uploads in `uploads/<id>`,
+//! small writes staged in `tmp/`. Every commit is write, fsync, rename, fsync dir.
+
+use std::io::{SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+use super::{StoreError, StoreResult};
+use crate::oci::Digest;
+
+/// Size of the buffers handed to the writer thread and read from disk: large enough
+/// to amortise syscalls and channel hops, small enough to keep memory flat.
+const IO_CHUNK: usize = 1 << 20;
+/// Buffers in flight between the request task and the writer thread.
+const WRITE_QUEUE: usize = 4;
+
+pub struct FsBlobStore {
+    root: PathBuf,
+    fsync: bool,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a blob tree under `root`. With `fsync` off, commits
+    /// skip fsync: faster, but a power loss can lose recently committed blobs.
+    pub fn open(root: &Path, fsync: bool) -> StoreResult<Self> {
+        for dir in ["blobs", "uploads", "tmp"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        // Staged small writes never outlive a crash.
+        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(FsBlobStore {
+            root: root.to_path_buf(),
+            fsync,
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    /// Renames `from` to the blob path of `d` durably; an existing blob wins.
+    async fn install(&self, from: PathBuf, d: &Digest) -> std::io::Result<()> {
+        let to = self.blob_path(d);
+        let fsync = self.fsync;
+        blocking(move || {
+            if to.exists() {
+                return std::fs::remove_file(from);
+            }
+            let dir = to
+                .parent()
+                .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&from, &to)?;
+            if fsync {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn not_found_as_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> StoreResult<Option<u64>> {
+        let meta = not_found_as_none(tokio::fs::metadata(self.blob_path(digest)).await)?;
+        Ok(meta.map(|m| m.len()))
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> StoreResult<Option<BlobReader>> {
+        let Some(mut file) =
+            not_found_as_none(tokio::fs::File::open(self.blob_path(digest)).await)?
+        else {
+            return Ok(None);
+        };
+        let size = file.metadata().await?.len();
+        let (start, len) = match range {
+            Some(r) => (r.start, r.len()),
+            None => (0, size),
+        };
+        if start > 0 {
+            file.seek(SeekFrom::Start(start)).await?;
+        }
+        let stream = ReaderStream::with_capacity(file.take(len), IO_CHUNK);
+        Ok(Some(BlobReader {
+            size,
+            stream: Box::pin(stream),
+        }))
+    }
+
+    async fn read_all(&self, digest: &Digest, limit: u64) -> StoreResult<Option<Bytes>> {
+        let path = self.blob_path(digest);
+        let bytes = blocking(move || {
+            let Some(file) = not_found_as_none(std::fs::File::open(&path))? else {
+                return Ok(None);
+            };
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut buf)?;
+            Ok(Some(buf))
+        })
+        .await?;
+        match bytes {
+            Some(b) if b.len() as u64 > limit => Err(StoreError::Corrupt(format!(
+                "{digest} is larger than {limit} bytes"
+            ))),
+            other => Ok(other.map(Bytes::from)),
+        }
+    }
+
+    async fn write_all(&self, digest: &Digest, bytes: Bytes) -> StoreResult<()> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let fsync = self.fsync;
+        let this_tmp = tmp.clone();
+        blocking(move || {
+            let mut f = std::fs::File::create(&this_tmp)?;
+            f.write_all(&bytes)?;
+            if fsync {
+                f.sync_all()?;
+            }
+            Ok(())
+        })
+        .await?;
+        let result = self.install(tmp.clone(), digest).await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+
+    async fn delete(&self, digest: &Digest) -> StoreResult<bool> {
+        Ok(not_found_as_none(tokio::fs::remove_file(self.blob_path(digest)).await)?.is_some())
+    }
+
+    async fn create_upload(&self, id: &str) -> StoreResult<()> {
+        tokio::fs::File::create(self.upload_path(id)).await?;
+        Ok(())
+    }
+
+    async fn upload_len(&self, id: &str) -> StoreResult<Option<u64>> {
+        let meta = not_found_as_none(tokio::fs::metadata(self.upload_path(id)).await)?;
+        Ok(meta.map(|m| m.len()))
+    }
+
+    async fn append_upload(
+        &self,
+        id: &str,
+        mut body: ByteStream,
+    ) -> Result<u64, (u64, std::io::Error)> {
+        let path = self.upload_path(id);
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| (0, e))?;
+        // The request task receives (and the caller hashes) while a blocking thread
+        // writes: hashing and disk I/O overlap instead of adding up.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut written = 0u64;
+            while let Some(buf) = rx.blocking_recv() {
+                if let Err(e) = file.write_all(&buf) {
+                    return (written, Err(e));
+                }
+                written += buf.len() as u64;
+            }
+            (written, Ok(()))
+        });
+        let mut pending = BytesMut::with_capacity(IO_CHUNK);
+        let mut stream_error = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= IO_CHUNK {
+                        let full = pending.split().freeze();
+                        pending.reserve(IO_CHUNK);
+                        if tx.send(full).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let _ = tx.send(pending.freeze()).await;
+        }
+        drop(tx);
+        let (written, result) = writer
+            .await
+            .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
+        match (result, stream_error) {
+            (Err(e), _) | (Ok(()), Some(e)) => Err((written, e)),
+            (Ok(()), None) => Ok(written),
+        }
+    }
+
+    async fn read_upload(&self, id: &str) -> StoreResult<ByteStream> {
+        let file = tokio::fs::File::open(self.upload_path(id))
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StoreError::UploadNotFound(id.to_string()),
+                _ => StoreError::Io(e),
+            })?;
+        Ok(Box::pin(ReaderStream::with_capacity(file, IO_CHUNK)))
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> StoreResult<()> {
+        let path = self.upload_path(id);
+        if self.fsync {
+            let p = path.clone();
+            blocking(move || std::fs::File::open(p)?.sync_all()).await?;
+        }
+        Ok(self.install(path, digest).await?)
+    }
+
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        not_found_as_none(tokio::fs::remove_file(self.upload_path(id)).await)?;
+        Ok(())
+    }
+}

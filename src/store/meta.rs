@@ -1,0 +1,102 @@
+//! The metadata plane: repositories, blob links, manifests, tags, referrers, uploads.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::StoreResult;
+use crate::oci::{Descriptor, Digest};
+
+/// What is recorded for a manifest stored in a repository. The bytes themselves
+/// live in the `BlobStore` under `digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Blobs and child manifests this manifest names (for garbage collection).
+    #[serde(default)]
+    pub references: Vec<Digest>,
+}
+
+impl ManifestRecord {
+    /// The descriptor the referrers API reports for this manifest.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            artifact_type: self.artifact_type.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
+}
+
+/// An upload session: which repository it belongs to and when it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub repo: String,
+    pub started_unix: u64,
+}
+
+/// One page of a sorted listing and whether more follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+/// Metadata storage. Every method is one transaction; the write methods that
+/// change several tables do so atomically.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Links a blob into a repository (creating the repository if new).
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> StoreResult<()>;
+    /// The size of a blob if it is linked into the repository.
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> StoreResult<Option<u64>>;
+    /// Unlinks a blob from a repository; false if it was not linked.
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> StoreResult<bool>;
+    /// Whether any repository links the blob (so its bytes must stay).
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
+
+    /// Stores a manifest record, optionally tags it, and indexes it as a referrer
+    /// of its subject: one transaction.
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        tag: Option<&str>,
+    ) -> StoreResult<()>;
+    async fn manifest(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ManifestRecord>>;
+    /// Deletes a manifest with the tags that point at it and its referrer entry.
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> StoreResult<Option<ManifestRecord>>;
+    /// Whether any repository still holds a manifest with this digest.
+    async fn manifest_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
+
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> StoreResult<Option<Digest>>;
+    async fn delete_tag(&self, repo: &str, tag: &str) -> StoreResult<bool>;
+    /// Tags in lexical order after `last`, at most `limit`.
+    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> StoreResult<Page>;
+
+    async fn repo_exists(&self, repo: &str) -> StoreResult<bool>;
+    /// Repositories in lexical order after `last`, at most `limit`.
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page>;
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`.
+    async fn referrers(&self, repo: &str, subject: &Digest) -> StoreResult<Vec<Descriptor>>;
+
+    async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()>;
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    async fn delete_upload(&self, id: &str) -> StoreResult<()>;
+}

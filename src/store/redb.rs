@@ -1,0 +1,371 @@
+//! `MetaStore` on redb: one embedded file, serialisable transactions.
+//!
+//! Reads run inline (microseconds, no thread hop on the tag-resolve hot path);
+//! writes run on the blocking pool because a durable commit waits for fsync.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+
+use super::meta::{ManifestRecord, MetaStore, Page, UploadRecord};
+use super::{StoreError, StoreResult};
+use crate::oci::{Descriptor, Digest};
+
+type Unit = ();
+const REPOS: TableDefinition<&str, Unit> = TableDefinition::new("repos");
+/// (repo, digest) -> size.
+const BLOB_LINKS: TableDefinition<(&str, &str), u64> = TableDefinition::new("blob_links");
+/// (digest, repo): reverse of `BLOB_LINKS`.
+const BLOB_REPOS: TableDefinition<(&str, &str), Unit> = TableDefinition::new("blob_repos");
+/// (repo, digest) -> JSON `ManifestRecord`.
+const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+/// (digest, repo): reverse of `MANIFESTS`.
+const MANIFEST_REPOS: TableDefinition<(&str, &str), Unit> = TableDefinition::new("manifest_repos");
+/// (repo, tag) -> digest.
+const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
+/// (repo, subject, referrer) -> JSON `Descriptor`.
+const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
+/// upload id -> JSON `UploadRecord`.
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+pub struct RedbMetaStore {
+    db: Arc<Database>,
+    durable: bool,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(corrupt)
+}
+
+impl RedbMetaStore {
+    /// Opens or creates the database file. With `durable` off, commits skip fsync.
+    pub fn open(path: &Path, durable: bool) -> StoreResult<Self> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(REPOS)?;
+            txn.open_table(BLOB_LINKS)?;
+            txn.open_table(BLOB_REPOS)?;
+            txn.open_table(MANIFESTS)?;
+            txn.open_table(MANIFEST_REPOS)?;
+            txn.open_table(TAGS)?;
+            txn.open_table(REFERRERS)?;
+            txn.open_table(UPLOADS)?;
+        }
+        txn.commit()?;
+        Ok(RedbMetaStore {
+            db: Arc::new(db),
+            durable,
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> StoreResult<T>) -> StoreResult<T> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        let durable = self.durable;
+        tokio::task::spawn_blocking(move || {
+            let mut txn = db.begin_write()?;
+            if !durable {
+                txn.set_durability(Durability::None)
+                    .map_err(|e| StoreError::Meta(e.to_string()))?;
+            }
+            let out = f(&txn)?;
+            txn.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Meta(format!("metadata writer failed: {e}")))?
+    }
+}
+
+fn ensure_repo(txn: &WriteTransaction, repo: &str) -> StoreResult<()> {
+    let mut repos = txn.open_table(REPOS)?;
+    if repos.get(repo)?.is_none() {
+        repos.insert(repo, ())?;
+    }
+    Ok(())
+}
+
+/// Keys of a two-part table whose first part is `first`, after `after` (exclusive).
+fn page_of<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, &'static str), V>,
+    first: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> StoreResult<Page> {
+    let start = after.unwrap_or("");
+    let mut items = Vec::new();
+    let mut more = false;
+    for entry in table.range((first, start)..)? {
+        let (k, _) = entry?;
+        let (f, second) = k.value();
+        if f != first {
+            break;
+        }
+        if after.is_some_and(|a| a == second) {
+            continue;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(second.to_string());
+    }
+    Ok(Page { items, more })
+}
+
+#[async_trait]
+impl MetaStore for RedbMetaStore {
+    async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> StoreResult<()> {
+        let (repo, d) = (repo.to_string(), digest.to_string());
+        self.write(move |txn| {
+            ensure_repo(txn, &repo)?;
+            txn.open_table(BLOB_LINKS)?
+                .insert((repo.as_str(), d.as_str()), size)?;
+            txn.open_table(BLOB_REPOS)?
+                .insert((d.as_str(), repo.as_str()), ())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_link(&self, repo: &str, digest: &Digest) -> StoreResult<Option<u64>> {
+        let d = digest.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(BLOB_LINKS)?;
+            Ok(t.get((repo, d.as_str()))?.map(|v| v.value()))
+        })
+    }
+
+    async fn unlink_blob(&self, repo: &str, digest: &Digest) -> StoreResult<bool> {
+        let (repo, d) = (repo.to_string(), digest.to_string());
+        self.write(move |txn| {
+            let removed = txn
+                .open_table(BLOB_LINKS)?
+                .remove((repo.as_str(), d.as_str()))?
+                .is_some();
+            txn.open_table(BLOB_REPOS)?
+                .remove((d.as_str(), repo.as_str()))?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn blob_linked_anywhere(&self, digest: &Digest) -> StoreResult<bool> {
+        let d = digest.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(BLOB_REPOS)?;
+            Ok(!page_of(&t, &d, None, 1)?.items.is_empty())
+        })
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        record: &ManifestRecord,
+        tag: Option<&str>,
+    ) -> StoreResult<()> {
+        let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
+        let d = record.digest.to_string();
+        let json = to_json(record)?;
+        let referrer = match &record.subject {
+            Some(s) => Some((s.to_string(), to_json(&record.descriptor())?)),
+            None => None,
+        };
+        self.write(move |txn| {
+            ensure_repo(txn, &repo)?;
+            txn.open_table(MANIFESTS)?
+                .insert((repo.as_str(), d.as_str()), json.as_slice())?;
+            txn.open_table(MANIFEST_REPOS)?
+                .insert((d.as_str(), repo.as_str()), ())?;
+            if let Some(tag) = &tag {
+                txn.open_table(TAGS)?
+                    .insert((repo.as_str(), tag.as_str()), d.as_str())?;
+            }
+            if let Some((subject, desc)) = &referrer {
+                txn.open_table(REFERRERS)?.insert(
+                    (repo.as_str(), subject.as_str(), d.as_str()),
+                    desc.as_slice(),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ManifestRecord>> {
+        let d = digest.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(MANIFESTS)?;
+            match t.get((repo, d.as_str()))? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(corrupt)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn delete_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> StoreResult<Option<ManifestRecord>> {
+        let (repo, d) = (repo.to_string(), digest.to_string());
+        self.write(move |txn| {
+            let record: ManifestRecord = {
+                let mut manifests = txn.open_table(MANIFESTS)?;
+                let Some(json) = manifests.remove((repo.as_str(), d.as_str()))? else {
+                    return Ok(None);
+                };
+                serde_json::from_slice(json.value()).map_err(corrupt)?
+            };
+            txn.open_table(MANIFEST_REPOS)?
+                .remove((d.as_str(), repo.as_str()))?;
+            let mut tags = txn.open_table(TAGS)?;
+            let pointing: Vec<String> = {
+                let mut v = Vec::new();
+                for entry in tags.range((repo.as_str(), "")..)? {
+                    let (k, val) = entry?;
+                    let (r, tag) = k.value();
+                    if r != repo {
+                        break;
+                    }
+                    if val.value() == d {
+                        v.push(tag.to_string());
+                    }
+                }
+                v
+            };
+            for tag in &pointing {
+                tags.remove((repo.as_str(), tag.as_str()))?;
+            }
+            if let Some(subject) = &record.subject {
+                let s = subject.to_string();
+                txn.open_table(REFERRERS)?
+                    .remove((repo.as_str(), s.as_str(), d.as_str()))?;
+            }
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    async fn manifest_anywhere(&self, digest: &Digest) -> StoreResult<bool> {
+        let d = digest.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(MANIFEST_REPOS)?;
+            Ok(!page_of(&t, &d, None, 1)?.items.is_empty())
+        })
+    }
+
+    async fn resolve_tag(&self, repo: &str, tag: &str) -> StoreResult<Option<Digest>> {
+        self.read(|txn| {
+            let t = txn.open_table(TAGS)?;
+            match t.get((repo, tag))? {
+                Some(v) => Ok(Some(v.value().parse().map_err(corrupt)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    async fn delete_tag(&self, repo: &str, tag: &str) -> StoreResult<bool> {
+        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.write(move |txn| {
+            Ok(txn
+                .open_table(TAGS)?
+                .remove((repo.as_str(), tag.as_str()))?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> StoreResult<Page> {
+        self.read(|txn| page_of(&txn.open_table(TAGS)?, repo, last, limit))
+    }
+
+    async fn repo_exists(&self, repo: &str) -> StoreResult<bool> {
+        self.read(|txn| Ok(txn.open_table(REPOS)?.get(repo)?.is_some()))
+    }
+
+    async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page> {
+        self.read(|txn| {
+            let t = txn.open_table(REPOS)?;
+            let mut items = Vec::new();
+            let mut more = false;
+            let iter = match last {
+                Some(l) => t.range(l..)?,
+                None => t.range::<&str>(..)?,
+            };
+            for entry in iter {
+                let (k, _) = entry?;
+                let name = k.value();
+                if last == Some(name) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(name.to_string());
+            }
+            Ok(Page { items, more })
+        })
+    }
+
+    async fn referrers(&self, repo: &str, subject: &Digest) -> StoreResult<Vec<Descriptor>> {
+        let s = subject.to_string();
+        self.read(|txn| {
+            let t = txn.open_table(REFERRERS)?;
+            let mut out = Vec::new();
+            for entry in t.range((repo, s.as_str(), "")..)? {
+                let (k, v) = entry?;
+                let (r, subj, _) = k.value();
+                if r != repo || subj != s {
+                    break;
+                }
+                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()> {
+        let (id, json) = (id.to_string(), to_json(record)?);
+        self.write(move |txn| {
+            txn.open_table(UPLOADS)?
+                .insert(id.as_str(), json.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
+        self.read(|txn| match txn.open_table(UPLOADS)?.get(id)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(corrupt)?)),
+            None => Ok(None),
+        })
+    }
+
+    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |txn| {
+            txn.open_table(UPLOADS)?.remove(id.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+}
