@@ -61,10 +61,17 @@ impl Endpoint {
         if rest == "_catalog" {
             return Ok(Endpoint::Catalog);
         }
-        let decoded = percent_decode_str(rest)
-            .decode_utf8()
-            .map_err(|_| EndpointError::NotFound)?;
-        let segs: Vec<&str> = decoded.split('/').collect();
+        // Split first, then decode each segment: an encoded `/` must not become a
+        // separator. A segment that decodes to one is kept encoded, so the `%` makes
+        // it invalid under every grammar (name, digest, tag, upload id).
+        let decoded: Vec<String> = rest
+            .split('/')
+            .map(|raw| match percent_decode_str(raw).decode_utf8() {
+                Ok(s) if !s.contains('/') => s.into_owned(),
+                _ => raw.to_string(),
+            })
+            .collect();
+        let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let n = segs.len();
         let name_of = |k: usize| -> Result<RepoName, EndpointError> {
             if k == 0 {

@@ -141,6 +141,8 @@ pub(super) async fn put(
     id: &str,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // An unknown session is a 404 whatever else is wrong with the request.
+    ctx.app.registry.upload_size(repo.as_str(), id).await?;
     let digests: Vec<&str> = ctx.query.all("digest").collect();
     let Some(first) = digests.first() else {
         return Err(ApiError::digest_invalid(

@@ -1,0 +1,374 @@
+//! Hostile and malformed input: each gets the spec's error code and status, and
+//! nothing is stored.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::common::TestServer;
+use crate::*;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[tokio::test]
+async fn invalid_repository_names_are_name_invalid() {
+    let srv = TestServer::start();
+    let c = client();
+    let long = "a".repeat(256);
+    for name in [
+        "Upper/case",
+        "a//b",
+        "-lead",
+        "trail-",
+        "sp%20ace",
+        "a%2F%2Fb",
+        long.as_str(),
+    ] {
+        for path in [
+            format!("/v2/{name}/tags/list"),
+            format!("/v2/{name}/blobs/uploads/"),
+            format!("/v2/{name}/manifests/latest"),
+        ] {
+            let method = if path.ends_with("uploads/") {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            let resp = send(&c, method, format!("{}{path}", srv.url)).await;
+            // `..` and `.` segments may be normalised away by the client; what reaches
+            // the server must never be a valid request.
+            assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+            if resp.status() == StatusCode::BAD_REQUEST {
+                assert_eq!(error_code(resp).await, "NAME_INVALID", "{path}");
+            }
+        }
+    }
+    // Dot segments, sent raw because HTTP clients normalise them away.
+    for path in [
+        "/v2/a/../b/tags/list",
+        "/v2/../x/tags/list",
+        "/v2/a/./b/blobs/uploads/",
+        "/v2/a/%2e%2e/b/tags/list",
+    ] {
+        let (status, body) = raw_request(&srv.addr, "GET", path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("NAME_INVALID"), "{path}: {body}");
+    }
+    let resp = send(&c, Method::GET, format!("{}/v2/Upper/tags/list", srv.url)).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+    let resp = send(&c, Method::GET, format!("{}/v2/{long}/tags/list", srv.url)).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
+    // Nothing was created by any of it.
+    let v: serde_json::Value = send(&c, Method::GET, format!("{}/v2/_catalog", srv.url))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["repositories"], json!([]));
+}
+
+#[tokio::test]
+async fn malformed_and_unsupported_digests_are_digest_invalid() {
+    let srv = TestServer::start();
+    let c = client();
+    for d in [
+        "sha256:abc",
+        "sha256:XYZ",
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "nocolon",
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85G",
+    ] {
+        let resp = send(&c, Method::GET, format!("{}/v2/d/repo/blobs/{d}", srv.url)).await;
+        expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+        let resp = c
+            .post(format!("{}/v2/d/repo/blobs/uploads/?digest={d}", srv.url))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    }
+    let loc = start_upload(&c, &srv.url, "d/repo").await;
+    let resp = c.put(format!("{}{loc}", srv.url)).send().await.unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+}
+
+#[tokio::test]
+async fn digest_mismatch_stores_nothing() {
+    let srv = TestServer::start();
+    let c = client();
+    let claimed = sha256(b"what the client claims");
+    let resp = c
+        .post(format!(
+            "{}/v2/d/mismatch/blobs/uploads/?digest={claimed}",
+            srv.url
+        ))
+        .body("other bytes")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    let loc = start_upload(&c, &srv.url, "d/mismatch").await;
+    let resp = c
+        .put(format!("{}{loc}?digest={claimed}", srv.url))
+        .body("other bytes")
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    for d in [claimed, sha256(b"other bytes")] {
+        let resp = send(
+            &c,
+            Method::HEAD,
+            format!("{}/v2/d/mismatch/blobs/{d}", srv.url),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    let blobs = walk_files(&srv.data_dir.join("blobs"));
+    assert!(blobs.is_empty(), "no blob may be stored: {blobs:?}");
+    assert_eq!(
+        std::fs::read_dir(srv.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Sends a request line exactly as given and returns the status and body.
+async fn raw_request(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn bad_manifests_are_refused_and_not_stored() {
+    let srv = TestServer::start_with(&["--max-manifest-bytes", "4096"]);
+    let (c, u) = (client(), srv.url.clone());
+    let config = b"{}";
+    push_blob(&c, &u, "bad/m", config).await;
+    let good = image_manifest(config, &[], json!({}));
+    let huge = image_manifest(
+        config,
+        &[],
+        json!({"annotations": {"pad": "x".repeat(5000)}}),
+    );
+    let mismatched = good.clone();
+    let cases: Vec<(&str, Vec<u8>, &str, StatusCode, &str)> = vec![
+        (
+            "invalid json",
+            b"{not json".to_vec(),
+            OCI_MANIFEST,
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "json array",
+            b"[]".to_vec(),
+            OCI_MANIFEST,
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "schema 1",
+            br#"{"schemaVersion":1}"#.to_vec(),
+            OCI_MANIFEST,
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "media type differs from body",
+            mismatched,
+            "application/vnd.oci.image.index.v1+json",
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "over the size limit",
+            huge,
+            OCI_MANIFEST,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "unsupported media type",
+            br#"{"schemaVersion":2,"mediaType":"text/html"}"#.to_vec(),
+            "text/html",
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+        (
+            "bad descriptor digest",
+            String::from_utf8(good.clone())
+                .unwrap()
+                .replace("sha256:", "sha256:zz")
+                .into_bytes(),
+            OCI_MANIFEST,
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+        ),
+    ];
+    for (what, body, ct, status, code) in cases {
+        let d = sha256(&body);
+        let resp = c
+            .put(format!("{u}/v2/bad/m/manifests/t"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{what}");
+        assert_eq!(error_code(resp).await, code, "{what}");
+        let resp = send(&c, Method::HEAD, format!("{u}/v2/bad/m/manifests/{d}")).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::NOT_FOUND,
+            "{what}: nothing stored"
+        );
+    }
+    let resp = send(&c, Method::HEAD, format!("{u}/v2/bad/m/manifests/t")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "tag was never created"
+    );
+    // A digest reference that does not match the body.
+    let resp = c
+        .put(format!("{u}/v2/bad/m/manifests/{}", sha256(b"other")))
+        .header("content-type", OCI_MANIFEST)
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "DIGEST_INVALID").await;
+    // An invalid tag.
+    let resp = c
+        .put(format!("{u}/v2/bad/m/manifests/-tag"))
+        .header("content-type", OCI_MANIFEST)
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // And the good one is accepted.
+    let resp = c
+        .put(format!("{u}/v2/bad/m/manifests/t"))
+        .header("content-type", OCI_MANIFEST)
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bad_content_range_and_unknown_uploads() {
+    let srv = TestServer::start();
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "u/p").await;
+    let url = format!("{}{loc}", srv.url);
+    let resp = c
+        .patch(&url)
+        .header("content-range", "0-4")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    for (range, body) in [
+        ("0-4", "hello"),
+        ("10-14", "hello"),
+        ("garbage", "hello"),
+        ("5-9", "toolongbody"),
+        ("9-5", "x"),
+    ] {
+        let resp = c
+            .patch(&url)
+            .header("content-range", range)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(
+            resp.headers()["range"],
+            "0-4",
+            "{range}: the current progress"
+        );
+        assert_eq!(resp.headers()["location"].to_str().unwrap(), loc);
+    }
+    let resp = c.get(&url).send().await.unwrap();
+    assert_eq!(
+        resp.headers()["range"],
+        "0-4",
+        "refused chunks wrote nothing"
+    );
+
+    // Unknown, malformed and other-repository upload ids.
+    let other = loc.replace("/u/p/", "/u/other/");
+    for bad in [
+        format!("/v2/u/p/blobs/uploads/{}", "0".repeat(32)),
+        "/v2/u/p/blobs/uploads/%2e%2e%2fx".into(),
+        "/v2/u/p/blobs/uploads/not-an-id".into(),
+        other,
+    ] {
+        for method in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
+            let resp = send(&c, method.clone(), format!("{}{bad}", srv.url)).await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {bad}");
+            if method != Method::PUT {
+                assert_eq!(
+                    error_code(resp).await,
+                    "BLOB_UPLOAD_UNKNOWN",
+                    "{method} {bad}"
+                );
+            }
+        }
+    }
+    // Cancel, then the session is gone.
+    let resp = c.delete(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = c.get(&url).send().await.unwrap();
+    expect_error(resp, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
+}
+
+#[tokio::test]
+async fn unsupported_methods_and_paths() {
+    let srv = TestServer::start();
+    let c = client();
+    let resp = send(
+        &c,
+        Method::PATCH,
+        format!("{}/v2/a/manifests/latest", srv.url),
+    )
+    .await;
+    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+    let resp = send(&c, Method::GET, format!("{}/v2/a/unknown/thing", srv.url)).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = send(&c, Method::GET, format!("{}/v2/a/tags/list?n=-1", srv.url)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}

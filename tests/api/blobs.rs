@@ -1,0 +1,233 @@
+//! Blob storage: linking per repository, restart-resumable uploads, concurrent pushes.
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+
+use crate::common::TestServer;
+use crate::*;
+
+#[tokio::test]
+async fn blob_is_readable_only_in_repositories_it_was_pushed_or_mounted_to() {
+    let srv = TestServer::start();
+    let (c, u) = (client(), srv.url.clone());
+    let d = push_blob(&c, &u, "a/src", b"private bytes").await;
+    let resp = send(&c, Method::GET, format!("{u}/v2/a/src/blobs/{d}")).await;
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"private bytes");
+    let resp = send(&c, Method::HEAD, format!("{u}/v2/b/other/blobs/{d}")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "must not leak across repositories"
+    );
+
+    // Mount with from=: 201 and now readable in the target.
+    let resp = send(
+        &c,
+        Method::POST,
+        format!("{u}/v2/b/other/blobs/uploads/?mount={d}&from=a/src"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["docker-content-digest"], d.as_str());
+    let resp = send(&c, Method::GET, format!("{u}/v2/b/other/blobs/{d}")).await;
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), b"private bytes");
+
+    // Without from= the registry finds the blob itself (automatic content discovery).
+    let resp = send(
+        &c,
+        Method::POST,
+        format!("{u}/v2/c/third/blobs/uploads/?mount={d}"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    // A mount it cannot honour falls back to an upload session.
+    let missing = sha256(b"never pushed");
+    let resp = send(
+        &c,
+        Method::POST,
+        format!("{u}/v2/c/third/blobs/uploads/?mount={missing}&from=a/src"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert!(
+        resp.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/blobs/uploads/")
+    );
+
+    // Deleting unlinks from one repository only.
+    let resp = send(&c, Method::DELETE, format!("{u}/v2/b/other/blobs/{d}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let resp = send(&c, Method::GET, format!("{u}/v2/b/other/blobs/{d}")).await;
+    expect_error(resp, StatusCode::NOT_FOUND, "BLOB_UNKNOWN").await;
+    let resp = send(&c, Method::GET, format!("{u}/v2/a/src/blobs/{d}")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn upload_session_survives_restart() {
+    let srv = TestServer::start();
+    let c = client();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let loc = start_upload(&c, &srv.url, "resume/me").await;
+    let resp = c
+        .patch(format!("{}{loc}", srv.url))
+        .header("content-range", format!("0-{}", 99_999))
+        .body(data[..100_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    let srv = srv.restart(); // SIGKILL and start again on the same data directory
+    let c = client();
+    let resp = c.get(format!("{}{loc}", srv.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.headers()["range"], "0-99999");
+    let resp = c
+        .patch(format!("{}{loc}", srv.url))
+        .header("content-range", "100000-199999")
+        .body(data[100_000..200_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.headers()["range"], "0-199999");
+    let d = sha256(&data);
+    let resp = c
+        .put(format!("{}{loc}?digest={d}", srv.url))
+        .header("content-range", "200000-299999")
+        .body(data[200_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = c
+        .get(format!("{}/v2/resume/me/blobs/{d}", srv.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+}
+
+#[tokio::test]
+async fn concurrent_pushes_of_one_blob_both_succeed_and_store_it_once() {
+    let srv = TestServer::start();
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
+    let d = sha256(&data);
+    let push = |repo: &'static str| {
+        let (u, d, data) = (srv.url.clone(), d.clone(), data.clone());
+        tokio::spawn(async move {
+            let c = client();
+            let loc = start_upload(&c, &u, repo).await;
+            // Slow, chunked bodies so that both uploads are in flight together.
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                data.chunks(500_000).map(|c| Ok(c.to_vec())).collect();
+            let body = futures_util::stream::iter(chunks).then(|c| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                c
+            });
+            c.put(format!("{u}{loc}?digest={d}"))
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    let (a, b) = (push("same/one"), push("same/two"));
+    assert_eq!(a.await.unwrap(), StatusCode::CREATED);
+    assert_eq!(b.await.unwrap(), StatusCode::CREATED);
+    let c = client();
+    for repo in ["same/one", "same/two"] {
+        let got = send(&c, Method::GET, format!("{}/v2/{repo}/blobs/{d}", srv.url)).await;
+        assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
+    }
+    // Stored once: one file under blobs/, no upload leftovers.
+    let hex = d.trim_start_matches("sha256:");
+    let blob = srv.data_dir.join("blobs/sha256").join(&hex[..2]).join(hex);
+    assert_eq!(std::fs::metadata(&blob).unwrap().len(), data.len() as u64);
+    let leftovers = std::fs::read_dir(srv.data_dir.join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "upload files must be gone after commit");
+}
+
+#[tokio::test]
+async fn range_reads() {
+    let srv = TestServer::start();
+    let c = client();
+    let data: Vec<u8> = (0..=255u8).collect();
+    let d = push_blob(&c, &srv.url, "ranges/r", &data).await;
+    let url = format!("{}/v2/ranges/r/blobs/{d}", srv.url);
+    for (range, start, end) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=250-", 250, 255),
+        ("bytes=-6", 250, 255),
+        ("bytes=10-1000", 10, 255),
+    ] {
+        let resp = c.get(&url).header("range", range).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            resp.headers()["content-range"].to_str().unwrap(),
+            format!("bytes {start}-{end}/256")
+        );
+        assert_eq!(resp.bytes().await.unwrap().as_ref(), &data[start..=end]);
+    }
+    for bad in ["bytes=256-", "bytes=9-3", "bytes=abc", "bytes=-0"] {
+        let resp = c.get(&url).header("range", bad).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
+        assert_eq!(resp.headers()["content-range"], "bytes */256");
+    }
+    // Caching: the digest is the ETag.
+    let resp = c
+        .get(&url)
+        .header("if-none-match", format!("\"{d}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn sha512_blobs() {
+    use sha2::{Digest as _, Sha512};
+    let srv = TestServer::start();
+    let c = client();
+    let data = b"sha512 content";
+    let d = format!("sha512:{}", hex::encode(Sha512::digest(data)));
+    // Monolithic.
+    let resp = c
+        .post(format!("{}/v2/s/five/blobs/uploads/?digest={d}", srv.url))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Chunked, then completed with a sha512 digest (the session hashed sha256 as it went).
+    let loc = start_upload(&c, &srv.url, "s/twelve").await;
+    c.patch(format!("{}{loc}", srv.url))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let resp = c
+        .put(format!("{}{loc}?digest={d}", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = send(
+        &c,
+        Method::GET,
+        format!("{}/v2/s/twelve/blobs/{d}", srv.url),
+    )
+    .await;
+    assert_eq!(got.headers()["docker-content-digest"], d.as_str());
+    assert_eq!(got.bytes().await.unwrap().as_ref(), data);
+}

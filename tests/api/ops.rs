@@ -1,0 +1,105 @@
+//! Operations: health, readiness, metrics, request ids, graceful shutdown.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+
+use crate::common::TestServer;
+use crate::*;
+
+#[tokio::test]
+async fn health_ready_metrics_and_request_ids() {
+    let srv = TestServer::start();
+    let c = client();
+    let resp = send(&c, Method::GET, format!("{}/v2/", srv.url)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    assert!(resp.headers().contains_key("x-request-id"));
+    let resp = c
+        .get(format!("{}/v2/", srv.url))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
+    assert_eq!(
+        send(&c, Method::GET, format!("{}/healthz", srv.url))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&c, Method::GET, format!("{}/readyz", srv.url))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    push_blob(&c, &srv.url, "metrics/repo", &[7u8; 1000]).await;
+    let d = sha256(&[7u8; 1000]);
+    send(
+        &c,
+        Method::GET,
+        format!("{}/v2/metrics/repo/blobs/{d}", srv.url),
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    let text = send(&c, Method::GET, format!("{}/metrics", srv.url))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "berth_http_requests_total{route=\"upload\",method=\"POST\",status=\"201\"} 1",
+        "berth_http_requests_total{route=\"blob\",method=\"GET\",status=\"200\"} 1",
+        "berth_http_received_bytes_total{route=\"upload\"} 1000",
+        "berth_http_sent_bytes_total{route=\"blob\"} 1000",
+        "berth_http_request_duration_seconds_bucket{le=",
+        "berth_upload_sessions_active",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle:?}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let srv = TestServer::start();
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "graceful/stop").await;
+    let data = vec![3u8; 2_000_000];
+    let d = sha256(&data);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(200_000).map(|c| Ok(c.to_vec())).collect();
+    let body = futures_util::stream::iter(chunks).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c
+    });
+    let url = format!("{}{loc}?digest={d}", srv.url);
+    let upload = tokio::spawn(async move {
+        c.put(url)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.terminate();
+    let status = upload
+        .await
+        .unwrap()
+        .expect("the in-flight upload must complete");
+    assert_eq!(status, StatusCode::CREATED);
+    let base = srv.url.clone();
+    assert!(
+        srv.wait_exit(Duration::from_secs(10)),
+        "server exits after draining"
+    );
+    // New connections are refused once it stopped.
+    assert!(client().get(format!("{base}/v2/")).send().await.is_err());
+}
