@@ -299,7 +299,7 @@ async fn tags_and_catalog_paginate_with_link() {
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
     let mut seen = Vec::new();
-    let mut next = Some(format!("/v2/p/tags/tags/list?n=2"));
+    let mut next = Some("/v2/p/tags/tags/list?n=2".to_string());
     while let Some(path) = next.take() {
         let resp = send(&c, Method::GET, format!("{u}{path}")).await;
         next = resp.headers().get("link").map(|l| {
