@@ -5,6 +5,8 @@ pub mod blob;
 pub mod fs;
 pub mod meta;
 pub mod redb;
+#[cfg(test)]
+mod suite;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use meta::{ManifestRecord, MetaStore, Page, UploadRecord};

@@ -1,0 +1,237 @@
+//! The storage test suite every backend must pass: a `BlobStore` or `MetaStore`
+//! implementation is done when these run clean against it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use super::{BlobStore, ByteRange, ByteStream, ManifestRecord, MetaStore, UploadRecord};
+use crate::oci::{Algorithm, Digest};
+
+fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
+    let items: Vec<std::io::Result<Bytes>> =
+        parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+    Box::pin(futures_util::stream::iter(items))
+}
+
+async fn collect(mut s: ByteStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.expect("read"));
+    }
+    out
+}
+
+pub async fn blob_store(store: &dyn BlobStore) {
+    let data = b"hello, blob store";
+    let d = Digest::sha256_of(data);
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert!(store.read(&d, None).await.unwrap().is_none());
+    assert!(!store.delete(&d).await.unwrap());
+
+    // Upload in two appends, commit, read back whole and in ranges.
+    store.create_upload("u1").await.unwrap();
+    assert_eq!(store.upload_len("u1").await.unwrap(), Some(0));
+    assert_eq!(
+        store
+            .append_upload("u1", stream_of(&[b"hello, "]))
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        store
+            .append_upload("u1", stream_of(&[b"blob", b" store"]))
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(store.upload_len("u1").await.unwrap(), Some(17));
+    assert_eq!(collect(store.read_upload("u1").await.unwrap()).await, data);
+    store.commit_upload("u1", &d).await.unwrap();
+    assert_eq!(store.upload_len("u1").await.unwrap(), None);
+    assert_eq!(store.stat(&d).await.unwrap(), Some(17));
+    let r = store.read(&d, None).await.unwrap().unwrap();
+    assert_eq!(r.size, 17);
+    assert_eq!(collect(r.stream).await, data);
+    let r = store
+        .read(&d, Some(ByteRange { start: 7, end: 10 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(collect(r.stream).await, b"blob");
+
+    // A second upload of the same content commits as a no-op success.
+    store.create_upload("u2").await.unwrap();
+    store.append_upload("u2", stream_of(&[data])).await.unwrap();
+    store.commit_upload("u2", &d).await.unwrap();
+    assert_eq!(store.stat(&d).await.unwrap(), Some(17));
+
+    // A failing stream keeps what arrived before the failure.
+    store.create_upload("u3").await.unwrap();
+    let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(Bytes::from_static(b"abc")),
+        Err(std::io::Error::other("client went away")),
+    ]));
+    let (n, _) = store.append_upload("u3", failing).await.unwrap_err();
+    assert_eq!(n, 3);
+    assert_eq!(store.upload_len("u3").await.unwrap(), Some(3));
+    store.delete_upload("u3").await.unwrap();
+    assert_eq!(store.upload_len("u3").await.unwrap(), None);
+    store.delete_upload("u3").await.unwrap(); // idempotent
+
+    // Small whole writes (manifests) and limits on reading them back.
+    let m = b"{\"schemaVersion\":2}";
+    let md = Digest::of(Algorithm::Sha512, m);
+    store.write_all(&md, Bytes::from_static(m)).await.unwrap();
+    assert_eq!(
+        store.read_all(&md, 1024).await.unwrap().unwrap().as_ref(),
+        m
+    );
+    assert!(store.read_all(&md, 3).await.is_err());
+    assert!(store.delete(&md).await.unwrap());
+    assert_eq!(store.read_all(&md, 1024).await.unwrap(), None);
+}
+
+fn record(seed: &[u8], subject: Option<&Digest>) -> ManifestRecord {
+    ManifestRecord {
+        digest: Digest::sha256_of(seed),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        size: seed.len() as u64,
+        artifact_type: Some("application/vnd.example".into()),
+        subject: subject.cloned(),
+        annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
+        references: vec![Digest::sha256_of(b"config")],
+    }
+}
+
+pub async fn meta_store(meta: &dyn MetaStore) {
+    let b = Digest::sha256_of(b"blob");
+    assert!(!meta.repo_exists("r/one").await.unwrap());
+    meta.link_blob("r/one", &b, 4).await.unwrap();
+    assert!(meta.repo_exists("r/one").await.unwrap());
+    assert_eq!(meta.blob_link("r/one", &b).await.unwrap(), Some(4));
+    assert_eq!(meta.blob_link("r/two", &b).await.unwrap(), None);
+    assert!(meta.blob_linked_anywhere(&b).await.unwrap());
+    assert!(meta.unlink_blob("r/one", &b).await.unwrap());
+    assert!(!meta.unlink_blob("r/one", &b).await.unwrap());
+    assert!(!meta.blob_linked_anywhere(&b).await.unwrap());
+
+    // Manifests, tags and referrers.
+    let subject = record(b"subject", None);
+    meta.put_manifest("r/one", &subject, Some("v1"))
+        .await
+        .unwrap();
+    let referrer = record(b"referrer", Some(&subject.digest));
+    meta.put_manifest("r/one", &referrer, None).await.unwrap();
+    assert_eq!(
+        meta.manifest("r/one", &subject.digest).await.unwrap(),
+        Some(subject.clone())
+    );
+    assert_eq!(meta.manifest("r/two", &subject.digest).await.unwrap(), None);
+    assert!(meta.manifest_anywhere(&subject.digest).await.unwrap());
+    assert_eq!(
+        meta.resolve_tag("r/one", "v1").await.unwrap(),
+        Some(subject.digest.clone())
+    );
+    let refs = meta.referrers("r/one", &subject.digest).await.unwrap();
+    assert_eq!(refs, vec![referrer.descriptor()]);
+    assert!(
+        meta.referrers("r/two", &subject.digest)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    for t in ["b", "a", "c", "v2"] {
+        meta.put_manifest("r/one", &subject, Some(t)).await.unwrap();
+    }
+    let page = meta.list_tags("r/one", None, 2).await.unwrap();
+    assert_eq!(
+        (page.items.as_slice(), page.more),
+        (&["a".to_string(), "b".to_string()][..], true)
+    );
+    let page = meta.list_tags("r/one", Some("b"), 10).await.unwrap();
+    assert_eq!(
+        (page.items.as_slice(), page.more),
+        (&["c".into(), "v1".into(), "v2".into()][..], false)
+    );
+    assert!(meta.delete_tag("r/one", "c").await.unwrap());
+    assert!(!meta.delete_tag("r/one", "c").await.unwrap());
+
+    // Deleting a manifest removes its tags and its referrer entry, nothing else.
+    meta.put_manifest("r/onex", &subject, Some("other-repo"))
+        .await
+        .unwrap();
+    assert!(
+        meta.delete_manifest("r/one", &referrer.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        meta.referrers("r/one", &subject.digest)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        meta.delete_manifest("r/one", &subject.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        meta.delete_manifest("r/one", &subject.digest)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        meta.list_tags("r/one", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        meta.resolve_tag("r/onex", "other-repo").await.unwrap(),
+        Some(subject.digest.clone())
+    );
+    assert!(meta.manifest_anywhere(&subject.digest).await.unwrap());
+
+    // Catalog order and pagination.
+    let page = meta.list_repos(None, 1).await.unwrap();
+    assert_eq!((page.items, page.more), (vec!["r/one".to_string()], true));
+    let page = meta.list_repos(Some("r/one"), 10).await.unwrap();
+    assert_eq!((page.items, page.more), (vec!["r/onex".to_string()], false));
+
+    // Upload records.
+    let u = UploadRecord {
+        repo: "r/one".into(),
+        started_unix: 1,
+    };
+    meta.create_upload("x", &u).await.unwrap();
+    assert_eq!(meta.upload("x").await.unwrap(), Some(u));
+    meta.delete_upload("x").await.unwrap();
+    assert_eq!(meta.upload("x").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn fs_blob_store_passes_the_suite() {
+    for fsync in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::fs::FsBlobStore::open(dir.path(), fsync).unwrap();
+        blob_store(&store).await;
+    }
+}
+
+#[tokio::test]
+async fn redb_meta_store_passes_the_suite() {
+    for durable in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = super::redb::RedbMetaStore::open(&dir.path().join("m.redb"), durable).unwrap();
+        meta_store(&meta).await;
+    }
+}
