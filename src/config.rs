@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// Smallest non-final upload chunk accepted, in bytes; 0 for none [default: 0].
     #[arg(long, env = "BERTH_CHUNK_MIN_LENGTH")]
     pub chunk_min_length: Option<u64>,
+    /// Seconds an upload session may stay idle before it expires [default: 86400].
+    #[arg(long, env = "BERTH_UPLOAD_TTL_SECS")]
+    pub upload_ttl_secs: Option<u64>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -51,6 +54,7 @@ struct FileConfig {
     fsync: Option<bool>,
     max_manifest_bytes: Option<u64>,
     chunk_min_length: Option<u64>,
+    upload_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +112,10 @@ impl Config {
                     .chunk_min_length
                     .or(file.chunk_min_length)
                     .unwrap_or(defaults.chunk_min_length),
+                upload_ttl_secs: args
+                    .upload_ttl_secs
+                    .or(file.upload_ttl_secs)
+                    .unwrap_or(defaults.upload_ttl_secs),
                 ..defaults
             },
         })

@@ -29,6 +29,7 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let app = App::new(registry);
+    tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
@@ -44,6 +45,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Expires idle upload sessions now and then (at start, then every quarter TTL,
+/// at most hourly), so abandoned uploads do not hold disk and memory forever.
+async fn expire_uploads(app: Arc<App>, ttl_secs: u64) {
+    let period = std::time::Duration::from_secs((ttl_secs / 4).clamp(1, 3600));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        match app.registry.expire_uploads(ttl_secs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired idle uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not expire idle uploads"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

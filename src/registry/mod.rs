@@ -26,6 +26,8 @@ pub struct Limits {
     pub chunk_min_length: u64,
     /// Largest page a listing returns, whatever `n` asks for.
     pub max_page: usize,
+    /// An upload session idle this long (seconds since its last write) expires.
+    pub upload_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -34,6 +36,7 @@ impl Default for Limits {
             max_manifest_bytes: 4 * 1024 * 1024,
             chunk_min_length: 0,
             max_page: 10_000,
+            upload_ttl_secs: 24 * 3600,
         }
     }
 }

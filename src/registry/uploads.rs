@@ -1,5 +1,6 @@
 //! Upload sessions (chunked and monolithic), verification, commit and mount.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -271,6 +272,30 @@ impl Registry {
         if let Err(e) = self.meta.delete_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload record");
         }
+    }
+
+    /// Ends upload sessions (and removes stray upload files) whose bytes were last
+    /// written more than `ttl_secs` ago. Returns how many were removed.
+    pub async fn expire_uploads(&self, ttl_secs: u64) -> Result<usize> {
+        let cutoff = now_unix().saturating_sub(ttl_secs);
+        let files: HashMap<String, u64> = self.blobs.list_uploads().await?.into_iter().collect();
+        let mut removed = 0;
+        for (id, record) in self.meta.list_uploads().await? {
+            let last_write = files.get(&id).copied().unwrap_or(record.started_unix);
+            if last_write < cutoff {
+                tracing::info!(upload = %id, repo = %record.repo, "expiring idle upload session");
+                self.end_session(&id).await;
+                removed += 1;
+            }
+        }
+        // Files without a session: monolithic uploads cut off by a crash.
+        for (id, modified) in files {
+            if modified < cutoff && self.meta.upload(&id).await?.is_none() {
+                self.blobs.delete_upload(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Cancels an upload session.

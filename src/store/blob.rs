@@ -82,4 +82,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes an upload's bytes.
     async fn delete_upload(&self, id: &str) -> StoreResult<()>;
+
+    /// Every upload with the time (unix seconds) its bytes were last written.
+    async fn list_uploads(&self) -> StoreResult<Vec<(String, u64)>>;
 }

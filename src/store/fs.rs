@@ -263,4 +263,23 @@ impl BlobStore for FsBlobStore {
         not_found_as_none(tokio::fs::remove_file(self.upload_path(id)).await)?;
         Ok(())
     }
+
+    async fn list_uploads(&self) -> StoreResult<Vec<(String, u64)>> {
+        let dir = self.root.join("uploads");
+        Ok(blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let modified = entry
+                    .metadata()?
+                    .modified()?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                out.push((entry.file_name().to_string_lossy().into_owned(), modified));
+            }
+            Ok(out)
+        })
+        .await?)
+    }
 }

@@ -99,4 +99,5 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()>;
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
     async fn delete_upload(&self, id: &str) -> StoreResult<()>;
+    async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;
 }

@@ -360,6 +360,18 @@ impl MetaStore for RedbMetaStore {
         })
     }
 
+    async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for entry in txn.open_table(UPLOADS)?.iter()? {
+                let (k, v) = entry?;
+                let record = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                out.push((k.value().to_string(), record));
+            }
+            Ok(out)
+        })
+    }
+
     async fn delete_upload(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |txn| {

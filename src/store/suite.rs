@@ -77,8 +77,13 @@ pub async fn blob_store(store: &dyn BlobStore) {
     let (n, _) = store.append_upload("u3", failing).await.unwrap_err();
     assert_eq!(n, 3);
     assert_eq!(store.upload_len("u3").await.unwrap(), Some(3));
+    let listed = store.list_uploads().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, "u3");
+    assert!(listed[0].1 > 0, "an upload has a modification time");
     store.delete_upload("u3").await.unwrap();
     assert_eq!(store.upload_len("u3").await.unwrap(), None);
+    assert!(store.list_uploads().await.unwrap().is_empty());
     store.delete_upload("u3").await.unwrap(); // idempotent
 
     // Small whole writes (manifests) and limits on reading them back.
@@ -213,7 +218,11 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         started_unix: 1,
     };
     meta.create_upload("x", &u).await.unwrap();
-    assert_eq!(meta.upload("x").await.unwrap(), Some(u));
+    assert_eq!(meta.upload("x").await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        meta.list_uploads().await.unwrap(),
+        vec![("x".to_string(), u)]
+    );
     meta.delete_upload("x").await.unwrap();
     assert_eq!(meta.upload("x").await.unwrap(), None);
 }

@@ -231,3 +231,34 @@ async fn sha512_blobs() {
     assert_eq!(got.headers()["docker-content-digest"], d.as_str());
     assert_eq!(got.bytes().await.unwrap().as_ref(), data);
 }
+
+#[tokio::test]
+async fn idle_upload_sessions_expire() {
+    let srv = TestServer::start_with(&["--upload-ttl-secs", "1"]);
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "idle/upload").await;
+    c.patch(format!("{}{loc}", srv.url))
+        .body("some bytes")
+        .send()
+        .await
+        .unwrap();
+    // Expiry runs every ttl/4 (at least each second) and removes sessions idle over the TTL.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let resp = c.get(format!("{}{loc}", srv.url)).send().await.unwrap();
+        if resp.status() == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle upload never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(srv.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

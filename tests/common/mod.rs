@@ -48,10 +48,11 @@ impl TestServer {
             .expect("spawn berth serve");
         // The server prints `berth listening on ADDR` on stdout once it accepts connections.
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listen line");
+        reader.read_line(&mut line).expect("read listen line");
+        // Keep draining stdout so that the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let addr = line
             .trim()
             .strip_prefix("berth listening on ")
