@@ -3,8 +3,11 @@
 //! Layers, each depending only on those below it: `http` (axum edge) → `registry`
 //! (use cases) → `store` (blob and metadata storage) → `oci` (pure types).
 
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod http;
+pub mod models;
 pub mod oci;
 pub mod registry;
 pub mod server;

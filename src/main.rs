@@ -1,29 +1,13 @@
-//! The `berth` command: `serve` runs the registry.
+//! The `berth` binary: a thin shell over `berth::cli`.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-use berth::config::{Config, LogFormat, ServeArgs};
+use berth::cli::{Cli, Command};
+use berth::config::{Config, LogFormat};
 
-#[derive(Parser)]
-#[command(
-    name = "berth",
-    version,
-    about = "A model registry that is an OCI registry"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the registry server.
-    Serve(ServeArgs),
-}
-
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -39,8 +23,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::resolve(&args)?;
-            init_logging(config.log_format);
+            init_logging(config.log_format, "info");
             berth::server::serve(config).await
+        }
+        other => {
+            init_logging(LogFormat::Text, "warn");
+            berth::cli::run_client(other).await
         }
     }
 }

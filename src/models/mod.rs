@@ -1,0 +1,4 @@
+//! The model view over OCI: the vocabulary Berth writes and reads (media types,
+//! annotation keys), packaging, and the index of model versions.
+
+pub mod spec;
