@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+use super::writeback::Writeback;
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -196,14 +197,20 @@ impl BlobStore for FsBlobStore {
         // The request task receives (and the caller hashes) while a blocking thread
         // writes: hashing and disk I/O overlap instead of adding up.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let durable = self.fsync;
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
+            let start = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut writeback = durable.then(|| Writeback::new(start));
             let mut written = 0u64;
             while let Some(buf) = rx.blocking_recv() {
                 if let Err(e) = file.write_all(&buf) {
                     return (written, Err(e));
                 }
                 written += buf.len() as u64;
+                if let Some(wb) = writeback.as_mut() {
+                    wb.wrote_up_to(&file, start + written);
+                }
             }
             (written, Ok(()))
         });

@@ -7,6 +7,7 @@ pub mod meta;
 pub mod redb;
 #[cfg(test)]
 mod suite;
+mod writeback;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use meta::{ManifestRecord, MetaStore, Page, UploadRecord};
