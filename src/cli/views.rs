@@ -1,17 +1,190 @@
-//! `berth models`, `versions`, `show`, `compare` (being written).
+//! `berth models`, `versions`, `show`, `compare`: the model API (`/api/v1`) as
+//! aligned tables, or with `--json` its JSON as is (pretty-printed).
+
+mod render;
+mod table;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
 
 use super::RegistryArgs;
+use crate::client::reference::{ImageRef, registry_url};
 
-macro_rules! pending {
-    ($($args:ident $f:ident),*) => {$(
-        #[derive(Debug, clap::Args)]
-        pub struct $args {
-            #[command(flatten)]
-            pub registry: RegistryArgs,
-        }
-        pub async fn $f(_a: $args) -> anyhow::Result<()> {
-            anyhow::bail!(concat!("berth ", stringify!($f), " is not implemented yet"))
-        }
-    )*};
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Only models whose name contains this text.
+    #[arg(long, short)]
+    pub query: Option<String>,
+    /// Only models with a version carrying this annotation (KEY=VALUE; repeatable).
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
 }
-pending!(ModelsArgs models, VersionsArgs versions, ShowArgs show, CompareArgs compare);
+
+#[derive(Debug, clap::Args)]
+pub struct VersionsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The model: `[REGISTRY/]NAME`.
+    pub name: String,
+    /// Sort key: `created`, `size`, `metrics.<k>` or `params.<k>`; a leading `-` sorts descending.
+    #[arg(long, allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// Filter such as `metrics.auc>=0.9`, `params.lr=0.01`, `tag=prod` (repeatable).
+    #[arg(long)]
+    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The version: `[REGISTRY/]NAME[:TAG|@DIGEST]` (the tag defaults to `latest`).
+    pub reference: String,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The model: `[REGISTRY/]NAME`.
+    pub name: String,
+    /// Versions (tags or digests); the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub versions: Vec<String>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// Items per page (the server's default when absent).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Continue a listing from a previous page's cursor.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PageArgs {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(l) = self.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = &self.cursor {
+            q.push(("cursor", c.clone()));
+        }
+        q
+    }
+}
+
+/// The registry base URL and model name of `[REGISTRY/]NAME`.
+fn model_of(name: &str, registry: &RegistryArgs) -> anyhow::Result<(String, ImageRef)> {
+    let r = ImageRef::parse(name)?;
+    let host = r.registry.as_deref().unwrap_or(&registry.registry);
+    Ok((registry_url(host, registry.plain_http), r))
+}
+
+/// GETs a model-API URL and returns its JSON, or the API's error as an error.
+async fn get(base: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+    let mut url = format!("{base}/api/v1/{path}");
+    if !query.is_empty() {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query {
+            s.append_pair(k, v);
+        }
+        url = format!("{url}?{}", s.finish());
+    }
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("requesting {url}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.context("reading the response")?;
+    let json: Value = serde_json::from_slice(&body)
+        .with_context(|| format!("{url} answered {status} without JSON"))?;
+    if !status.is_success() {
+        let e = json.get("error").unwrap_or(&Value::Null);
+        bail!(
+            "{} ({status}): {}",
+            e.get("code").and_then(Value::as_str).unwrap_or("ERROR"),
+            e.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed")
+        );
+    }
+    Ok(json)
+}
+
+fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
+pub async fn models(a: ModelsArgs) -> anyhow::Result<()> {
+    let base = registry_url(&a.registry.registry, a.registry.plain_http);
+    let mut q = a.page.query();
+    if let Some(s) = &a.query {
+        q.push(("q", s.clone()));
+    }
+    q.extend(a.annotation.iter().map(|f| ("annotation", f.clone())));
+    let v = get(&base, "models", &q).await?;
+    print(a.page.json, &v, render::models)
+}
+
+pub async fn versions(a: VersionsArgs) -> anyhow::Result<()> {
+    let (base, r) = model_of(&a.name, &a.registry)?;
+    let mut q = a.page.query();
+    if let Some(s) = &a.sort {
+        q.push(("sort", s.clone()));
+    }
+    q.extend(a.filter.iter().map(|f| ("filter", f.clone())));
+    let v = get(&base, &format!("models/{}/versions", r.name), &q).await?;
+    // Parameters named by the sort or filters get their own columns.
+    let mut params: Vec<String> = a
+        .sort
+        .iter()
+        .chain(&a.filter)
+        .filter_map(|s| {
+            let key = s
+                .trim_start_matches(['-', '+'])
+                .split(['<', '>', '=', '!'])
+                .next()?;
+            key.strip_prefix("params.").map(str::to_string)
+        })
+        .collect();
+    params.dedup();
+    print(a.page.json, &v, |v| render::versions(v, &params))
+}
+
+pub async fn show(a: ShowArgs) -> anyhow::Result<()> {
+    let (base, r) = model_of(&a.reference, &a.registry)?;
+    let path = format!("models/{}/versions/{}", r.name, r.reference());
+    let v = get(&base, &path, &[]).await?;
+    print(a.json, &v, render::show)
+}
+
+pub async fn compare(a: CompareArgs) -> anyhow::Result<()> {
+    let (base, r) = model_of(&a.name, &a.registry)?;
+    let q = [("versions", a.versions.join(","))];
+    let v = get(&base, &format!("models/{}/compare", r.name), &q).await?;
+    print(a.json, &v, render::compare)
+}

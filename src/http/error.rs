@@ -76,6 +76,9 @@ impl From<RegistryError> for ApiError {
             E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             E::ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
             E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
+            E::ModelUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            E::ModelVersionUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            E::Query(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         if status.is_server_error() {

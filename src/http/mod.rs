@@ -1,5 +1,6 @@
-//! The HTTP edge: axum router, observability and the `/v2` API.
+//! The HTTP edge: axum router, observability, the `/v2` API and the `/api/v1` model API.
 
+mod api;
 mod endpoint;
 mod error;
 mod metrics;
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 
 pub use endpoint::{Action, Endpoint, EndpointError};
 pub use error::ApiError;
@@ -35,13 +36,15 @@ impl App {
     }
 }
 
-/// The full router: `/v2` API, `/metrics`, `/healthz`, `/readyz`, with request ids,
-/// tracing and metrics on every request.
+/// The full router: `/v2` API, `/api` model API, `/metrics`, `/healthz`, `/readyz`,
+/// with request ids, tracing and metrics on every request.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/api", any(api::dispatch))
+        .route("/api/{*rest}", any(api::dispatch))
         .fallback(v2::dispatch)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

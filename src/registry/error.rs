@@ -1,3 +1,4 @@
+use crate::models::query::QueryError;
 use crate::oci::{Digest, ManifestError};
 use crate::store::StoreError;
 
@@ -32,6 +33,12 @@ pub enum RegistryError {
     SizeInvalid(String),
     #[error("request body could not be read: {0}")]
     Body(std::io::Error),
+    #[error("model {0} is not known to the registry")]
+    ModelUnknown(String),
+    #[error("{0} is not a model version")]
+    ModelVersionUnknown(String),
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -51,6 +51,9 @@ impl Registry {
         if self.blobs.stat(&digest).await?.is_none() {
             self.blobs.write_all(&digest, body.clone()).await?;
         }
+        let model = self
+            .model_record(repo, &parsed, &digest, body.len() as u64)
+            .await;
         let record = ManifestRecord {
             digest: digest.clone(),
             media_type: parsed.media_type,
@@ -64,7 +67,9 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
-        self.meta.put_manifest(repo, &record, tag).await?;
+        self.meta
+            .put_manifest(repo, &record, tag, model.as_ref())
+            .await?;
         Ok(PushedManifest {
             digest,
             subject: record.subject,

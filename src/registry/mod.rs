@@ -5,6 +5,7 @@ mod blobs;
 mod error;
 mod listing;
 mod manifests;
+mod models;
 mod uploads;
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 pub use error::RegistryError;
 pub use manifests::{PushedManifest, StoredManifest};
+pub use models::{ModelVersion, VersionPage};
 pub use uploads::{ChunkRange, MountOutcome};
 
 use crate::store::{BlobStore, MetaStore};

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
+use super::model::{ModelFilter, ModelPage, ModelRecord};
 use crate::oci::{Descriptor, Digest};
 
 /// What is recorded for a manifest stored in a repository. The bytes themselves
@@ -66,16 +67,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Whether any repository links the blob (so its bytes must stay).
     async fn blob_linked_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
 
-    /// Stores a manifest record, optionally tags it, and indexes it as a referrer
-    /// of its subject: one transaction.
+    /// Stores a manifest record, optionally tags it, indexes it as a referrer of its
+    /// subject and, given a `model`, as a model version: one transaction. A version
+    /// already indexed keeps its first record (a re-push does not change it).
     async fn put_manifest(
         &self,
         repo: &str,
         record: &ManifestRecord,
         tag: Option<&str>,
+        model: Option<&ModelRecord>,
     ) -> StoreResult<()>;
     async fn manifest(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ManifestRecord>>;
-    /// Deletes a manifest with the tags that point at it and its referrer entry.
+    /// Deletes a manifest with the tags that point at it, its referrer entry and its
+    /// model-index entry.
     async fn delete_manifest(
         &self,
         repo: &str,
@@ -83,6 +87,9 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> StoreResult<Option<ManifestRecord>>;
     /// Whether any repository still holds a manifest with this digest.
     async fn manifest_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
+
+    /// Tags of `repo` grouped by the digest they point at.
+    async fn tags_by_digest(&self, repo: &str) -> StoreResult<BTreeMap<Digest, Vec<String>>>;
 
     async fn resolve_tag(&self, repo: &str, tag: &str) -> StoreResult<Option<Digest>>;
     async fn delete_tag(&self, repo: &str, tag: &str) -> StoreResult<bool>;
@@ -95,6 +102,19 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`.
     async fn referrers(&self, repo: &str, subject: &Digest) -> StoreResult<Vec<Descriptor>>;
+
+    /// The indexed model version `digest` of `repo`.
+    async fn model_version(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ModelRecord>>;
+    /// Every indexed model version of `repo`, in digest order.
+    async fn model_versions(&self, repo: &str) -> StoreResult<Vec<ModelRecord>>;
+    /// Models (repositories with indexed versions) in name order after `after`,
+    /// at most `limit` of those `filter` accepts.
+    async fn list_models(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &ModelFilter,
+    ) -> StoreResult<ModelPage>;
 
     async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()>;
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;

@@ -4,6 +4,7 @@
 pub mod blob;
 pub mod fs;
 pub mod meta;
+pub mod model;
 pub mod redb;
 #[cfg(test)]
 mod suite;
@@ -11,6 +12,7 @@ mod writeback;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
 pub use meta::{ManifestRecord, MetaStore, Page, UploadRecord};
+pub use model::{ModelFilter, ModelPage, ModelRecord, ModelSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -3,6 +3,9 @@
 //! Reads run inline (microseconds, no thread hop on the tag-resolve hot path);
 //! writes run on the blocking pool because a durable commit waits for fsync.
 
+mod models;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use redb::{
 };
 
 use super::meta::{ManifestRecord, MetaStore, Page, UploadRecord};
+use super::model::{ModelFilter, ModelPage, ModelRecord};
 use super::{StoreError, StoreResult};
 use crate::oci::{Descriptor, Digest};
 
@@ -60,6 +64,7 @@ impl RedbMetaStore {
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
+            models::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(RedbMetaStore {
@@ -180,8 +185,10 @@ impl MetaStore for RedbMetaStore {
         repo: &str,
         record: &ManifestRecord,
         tag: Option<&str>,
+        model: Option<&ModelRecord>,
     ) -> StoreResult<()> {
         let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
+        let model = model.cloned();
         let d = record.digest.to_string();
         let json = to_json(record)?;
         let referrer = match &record.subject {
@@ -203,6 +210,9 @@ impl MetaStore for RedbMetaStore {
                     (repo.as_str(), subject.as_str(), d.as_str()),
                     desc.as_slice(),
                 )?;
+            }
+            if let Some(model) = &model {
+                models::index(txn, &repo, model)?;
             }
             Ok(())
         })
@@ -259,6 +269,7 @@ impl MetaStore for RedbMetaStore {
                 txn.open_table(REFERRERS)?
                     .remove((repo.as_str(), s.as_str(), d.as_str()))?;
             }
+            models::unindex(txn, &repo, &d)?;
             Ok(Some(record))
         })
         .await
@@ -269,6 +280,23 @@ impl MetaStore for RedbMetaStore {
         self.read(|txn| {
             let t = txn.open_table(MANIFEST_REPOS)?;
             Ok(!page_of(&t, &d, None, 1)?.items.is_empty())
+        })
+    }
+
+    async fn tags_by_digest(&self, repo: &str) -> StoreResult<BTreeMap<Digest, Vec<String>>> {
+        self.read(|txn| {
+            let t = txn.open_table(TAGS)?;
+            let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+            for entry in t.range((repo, "")..)? {
+                let (k, v) = entry?;
+                let (r, tag) = k.value();
+                if r != repo {
+                    break;
+                }
+                let d: Digest = v.value().parse().map_err(corrupt)?;
+                out.entry(d).or_default().push(tag.to_string());
+            }
+            Ok(out)
         })
     }
 
@@ -341,6 +369,24 @@ impl MetaStore for RedbMetaStore {
             }
             Ok(out)
         })
+    }
+
+    async fn model_version(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ModelRecord>> {
+        let d = digest.to_string();
+        self.read(|txn| models::version(txn, repo, &d))
+    }
+
+    async fn model_versions(&self, repo: &str) -> StoreResult<Vec<ModelRecord>> {
+        self.read(|txn| models::versions(txn, repo))
+    }
+
+    async fn list_models(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        filter: &ModelFilter,
+    ) -> StoreResult<ModelPage> {
+        self.read(|txn| models::list(txn, after, limit, filter))
     }
 
     async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()> {

@@ -1,6 +1,8 @@
 //! The storage test suite every backend must pass: a `BlobStore` or `MetaStore`
 //! implementation is done when these run clean against it.
 
+mod models;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -125,11 +127,13 @@ pub async fn meta_store(meta: &dyn MetaStore) {
 
     // Manifests, tags and referrers.
     let subject = record(b"subject", None);
-    meta.put_manifest("r/one", &subject, Some("v1"))
+    meta.put_manifest("r/one", &subject, Some("v1"), None)
         .await
         .unwrap();
     let referrer = record(b"referrer", Some(&subject.digest));
-    meta.put_manifest("r/one", &referrer, None).await.unwrap();
+    meta.put_manifest("r/one", &referrer, None, None)
+        .await
+        .unwrap();
     assert_eq!(
         meta.manifest("r/one", &subject.digest).await.unwrap(),
         Some(subject.clone())
@@ -150,7 +154,9 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     );
 
     for t in ["b", "a", "c", "v2"] {
-        meta.put_manifest("r/one", &subject, Some(t)).await.unwrap();
+        meta.put_manifest("r/one", &subject, Some(t), None)
+            .await
+            .unwrap();
     }
     let page = meta.list_tags("r/one", None, 2).await.unwrap();
     assert_eq!(
@@ -166,7 +172,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     assert!(!meta.delete_tag("r/one", "c").await.unwrap());
 
     // Deleting a manifest removes its tags and its referrer entry, nothing else.
-    meta.put_manifest("r/onex", &subject, Some("other-repo"))
+    meta.put_manifest("r/onex", &subject, Some("other-repo"), None)
         .await
         .unwrap();
     assert!(
@@ -242,5 +248,28 @@ async fn redb_meta_store_passes_the_suite() {
         let dir = tempfile::tempdir().unwrap();
         let meta = super::redb::RedbMetaStore::open(&dir.path().join("m.redb"), durable).unwrap();
         meta_store(&meta).await;
+        let meta = super::redb::RedbMetaStore::open(&dir.path().join("i.redb"), durable).unwrap();
+        models::model_index(&meta).await;
     }
+}
+
+#[tokio::test]
+async fn redb_model_index_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let (m, v) = models::version("v1", 7, &[(Digest::sha256_of(b"w"), 5)], &[]);
+    {
+        let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
+        meta.put_manifest("r", &m, Some("v1"), Some(&v))
+            .await
+            .unwrap();
+    }
+    let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
+    assert_eq!(meta.model_version("r", &v.digest).await.unwrap(), Some(v));
+    let page = meta
+        .list_models(None, 10, &super::ModelFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].latest_tags, vec!["v1".to_string()]);
 }

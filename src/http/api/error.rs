@@ -1,0 +1,108 @@
+//! The one place where errors become model-API error responses:
+//! `{"error": {"code": "...", "message": "..."}}` with the matching status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::endpoint::ApiEndpointError;
+use crate::models::query::QueryError;
+use crate::registry::RegistryError;
+
+#[derive(Debug)]
+pub struct ModelApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ModelApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ModelApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ModelApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        ModelApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "the model API is read-only: use GET",
+        )
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "model API request failed");
+        ModelApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        )
+    }
+}
+
+impl From<ApiEndpointError> for ModelApiError {
+    fn from(e: ApiEndpointError) -> Self {
+        let (status, code) = match &e {
+            ApiEndpointError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiEndpointError::Name(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            ApiEndpointError::Reference(_) => (StatusCode::BAD_REQUEST, "REFERENCE_INVALID"),
+        };
+        ModelApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<QueryError> for ModelApiError {
+    fn from(e: QueryError) -> Self {
+        let code = match &e {
+            QueryError::Cursor(_) => "CURSOR_INVALID",
+            QueryError::Filter(..) | QueryError::TooManyFilters => "FILTER_INVALID",
+            QueryError::Sort(..) => "SORT_INVALID",
+        };
+        ModelApiError::bad_request(code, e.to_string())
+    }
+}
+
+impl From<RegistryError> for ModelApiError {
+    fn from(e: RegistryError) -> Self {
+        use RegistryError as E;
+        let (status, code) = match &e {
+            E::Query(q) => return q.clone().into(),
+            E::ModelUnknown(_) | E::NameUnknown(_) => (StatusCode::NOT_FOUND, "MODEL_UNKNOWN"),
+            E::ModelVersionUnknown(_) | E::ManifestUnknown(_) => {
+                (StatusCode::NOT_FOUND, "VERSION_UNKNOWN")
+            }
+            E::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "REFERENCE_INVALID"),
+            E::Store(_)
+            | E::BlobUnknown(_)
+            | E::UploadUnknown(_)
+            | E::UploadInvalid(_)
+            | E::ChunkOutOfOrder { .. }
+            | E::DigestMismatch { .. }
+            | E::ManifestInvalid(_)
+            | E::ManifestBlobUnknown(_)
+            | E::ManifestTooLarge(_)
+            | E::SizeInvalid(_)
+            | E::Body(_) => return ModelApiError::internal(e),
+        };
+        ModelApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ModelApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

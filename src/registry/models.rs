@@ -1,0 +1,164 @@
+//! The model view of a repository: indexing model versions at push time, and the
+//! queries of the model API (list models, list/filter/sort versions, one version,
+//! compare versions).
+
+use std::collections::BTreeMap;
+
+use super::{Registry, RegistryError, Result};
+use crate::models::compare::{self, Compared, Comparison};
+use crate::models::index;
+use crate::models::query::{Cursor, Tagged, VersionQuery};
+use crate::oci::{Descriptor, Digest, ParsedManifest, Reference};
+use crate::store::{ModelFilter, ModelPage, ModelRecord};
+
+/// One model version with the tags pointing at it and its referrers.
+pub struct ModelVersion {
+    pub record: ModelRecord,
+    pub tags: Vec<String>,
+    pub referrers: Vec<Descriptor>,
+}
+
+/// A page of versions (each with its tags) and the cursor of the next page.
+pub struct VersionPage {
+    pub items: Vec<Tagged>,
+    pub next: Option<Cursor>,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Registry {
+    /// The model-index record of a manifest being pushed, if it is a model version.
+    /// Never fails: an unreadable config only means indexing from annotations alone.
+    pub(super) async fn model_record(
+        &self,
+        repo: &str,
+        parsed: &ParsedManifest,
+        digest: &Digest,
+        size: u64,
+    ) -> Option<ModelRecord> {
+        let layout = index::detect(parsed)?;
+        let config = match index::config_of(parsed) {
+            Some(c) if index::wants_config(layout, c) => {
+                match self
+                    .blobs
+                    .read_all(&c.digest, index::MAX_CONFIG_BYTES)
+                    .await
+                {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::warn!(repo, config = %c.digest, error = %e,
+                            "model config unreadable; indexing from annotations only");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        Some(index::extract(
+            layout,
+            parsed,
+            digest,
+            size,
+            config.as_deref(),
+            now_ms(),
+        ))
+    }
+
+    fn api_limit(&self, limit: usize) -> usize {
+        limit.clamp(1, self.limits.max_page)
+    }
+
+    /// Models in name order after `after`.
+    pub async fn list_models(
+        &self,
+        filter: &ModelFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ModelPage> {
+        let limit = self.api_limit(limit);
+        Ok(self.meta.list_models(after, limit, filter).await?)
+    }
+
+    /// Every version of model `repo` with the tags pointing at it; an error if the
+    /// repository has no model version.
+    async fn versions_with_tags(&self, repo: &str) -> Result<Vec<Tagged>> {
+        let versions = self.meta.model_versions(repo).await?;
+        if versions.is_empty() {
+            return Err(RegistryError::ModelUnknown(repo.to_string()));
+        }
+        let mut tags = self.meta.tags_by_digest(repo).await?;
+        Ok(versions
+            .into_iter()
+            .map(|v| {
+                let t = tags.remove(&v.digest).unwrap_or_default();
+                (v, t)
+            })
+            .collect())
+    }
+
+    /// Versions of model `repo` that pass `query`, in its order, after `after`.
+    pub async fn model_versions(
+        &self,
+        repo: &str,
+        query: &VersionQuery,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<VersionPage> {
+        let all = self.versions_with_tags(repo).await?;
+        let (items, next) = query.select(all, after, self.api_limit(limit));
+        Ok(VersionPage { items, next })
+    }
+
+    async fn version_record(&self, repo: &str, reference: &Reference) -> Result<ModelRecord> {
+        let unknown = || RegistryError::ModelVersionUnknown(format!("{repo}:{reference}"));
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
+                .meta
+                .resolve_tag(repo, t.as_str())
+                .await?
+                .ok_or_else(unknown)?,
+        };
+        self.meta
+            .model_version(repo, &digest)
+            .await?
+            .ok_or_else(unknown)
+    }
+
+    /// One version of model `repo`, by tag or digest.
+    pub async fn model_version(&self, repo: &str, reference: &Reference) -> Result<ModelVersion> {
+        let record = self.version_record(repo, reference).await?;
+        let tags = self
+            .meta
+            .tags_by_digest(repo)
+            .await?
+            .remove(&record.digest)
+            .unwrap_or_default();
+        let referrers = self.meta.referrers(repo, &record.digest).await?;
+        Ok(ModelVersion {
+            record,
+            tags,
+            referrers,
+        })
+    }
+
+    /// Versions of model `repo` side by side; the first is the baseline.
+    pub async fn compare_models(&self, repo: &str, refs: &[Reference]) -> Result<Comparison> {
+        let mut records = Vec::with_capacity(refs.len());
+        for r in refs {
+            records.push((r.to_string(), self.version_record(repo, r).await?));
+        }
+        let tags: BTreeMap<Digest, Vec<String>> = self.meta.tags_by_digest(repo).await?;
+        let compared: Vec<Compared<'_>> = records
+            .iter()
+            .map(|(reference, record)| Compared {
+                reference: reference.clone(),
+                record,
+                tags: tags.get(&record.digest).cloned().unwrap_or_default(),
+            })
+            .collect();
+        compare::compare(&compared).ok_or_else(|| RegistryError::ModelUnknown(repo.to_string()))
+    }
+}
