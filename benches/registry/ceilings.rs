@@ -1,0 +1,142 @@
+//! The machine's ceilings, measured with standard tools in the same run:
+//! SHA-256 on one core (openssl), sequential write + fdatasync (dd), loopback
+//! TCP (iperf3). All figures in MiB/s.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+async fn output(cmd: &mut Command, what: &str) -> Result<(String, String)> {
+    let out = cmd
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("run {what} (run benches/setup.sh)"))?;
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    if !out.status.success() {
+        bail!("{what} failed ({}): {se}{so}", out.status);
+    }
+    Ok((so, se))
+}
+
+/// `openssl speed -mr -evp sha256 -bytes 1048576 -seconds S` (one process, one core).
+pub async fn sha256_openssl(seconds: u64) -> Result<f64> {
+    let (so, _) = output(
+        Command::new("openssl").args([
+            "speed",
+            "-mr",
+            "-evp",
+            "sha256",
+            "-bytes",
+            "1048576",
+            "-seconds",
+            &seconds.to_string(),
+        ]),
+        "openssl speed",
+    )
+    .await?;
+    // Machine-readable result line: +F:<n>:sha256:<bytes per second>
+    let line = so
+        .lines()
+        .find(|l| l.starts_with("+F:"))
+        .context("openssl speed: no +F: line")?;
+    let bps: f64 = line
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .context("openssl speed: bad figure")?;
+    Ok(bps / MIB)
+}
+
+/// `dd if=/dev/zero of=DIR/dd.bin bs=1M count=N conv=fdatasync`, on the filesystem the registries use.
+pub async fn disk_write_fsync(dir: &Path, mib: u64) -> Result<f64> {
+    let file = dir.join("dd.bin");
+    let res = output(
+        Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", file.display()))
+            .args([
+                "bs=1M".to_string(),
+                format!("count={mib}"),
+                "conv=fdatasync".to_string(),
+            ]),
+        "dd",
+    )
+    .await;
+    let _ = std::fs::remove_file(&file);
+    let (_, se) = res?;
+    // "1073741824 bytes (1.1 GB, 1.0 GiB) copied, 4.38 s, 245 MB/s"
+    let line = se
+        .lines()
+        .find(|l| l.contains(" copied, "))
+        .context("dd: no summary line")?;
+    let bytes: f64 = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .context("dd: bytes")?;
+    let secs: f64 = line
+        .split(" copied, ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .map(|s| s.replace(',', "."))
+        .and_then(|s| s.parse().ok())
+        .context("dd: seconds")?;
+    Ok(bytes / secs / MIB)
+}
+
+/// iperf3 server (one-off) and client over 127.0.0.1 for `seconds`.
+pub async fn loopback_iperf3(seconds: u64) -> Result<f64> {
+    let port = TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port()
+        .to_string();
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn iperf3 (run benches/setup.sh)")?;
+    let mut last = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        match output(
+            Command::new("iperf3").args([
+                "-c",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                &seconds.to_string(),
+                "-J",
+            ]),
+            "iperf3 client",
+        )
+        .await
+        {
+            Ok((so, _)) => {
+                let v: serde_json::Value = serde_json::from_str(&so).context("iperf3 JSON")?;
+                let bps = v["end"]["sum_received"]["bits_per_second"]
+                    .as_f64()
+                    .context("iperf3: no sum_received")?;
+                let _ = server.wait().await;
+                return Ok(bps / 8.0 / MIB);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let _ = server.kill().await;
+    Err(last.unwrap())
+}
