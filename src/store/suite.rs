@@ -70,6 +70,24 @@ pub async fn blob_store(store: &dyn BlobStore) {
     store.commit_upload("u2", &d).await.unwrap();
     assert_eq!(store.stat(&d).await.unwrap(), Some(17));
 
+    // Thousands of tiny chunks (more than one writev takes) arrive whole and in order.
+    store.create_upload("tiny").await.unwrap();
+    let tiny: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let items: Vec<std::io::Result<Bytes>> = tiny
+        .iter()
+        .map(|b| Ok(Bytes::copy_from_slice(&[*b])))
+        .collect();
+    let n = store
+        .append_upload("tiny", Box::pin(futures_util::stream::iter(items)))
+        .await
+        .unwrap();
+    assert_eq!(n, 5000);
+    assert_eq!(
+        collect(store.read_upload("tiny").await.unwrap()).await,
+        tiny
+    );
+    store.delete_upload("tiny").await.unwrap();
+
     // A failing stream keeps what arrived before the failure.
     store.create_upload("u3").await.unwrap();
     let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
