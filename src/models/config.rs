@@ -1,5 +1,5 @@
 //! What model configs say: the ModelPack config (both generations), the KitOps
-//! Kitfile, the Docker model config, and Berth's `"dev.berth"` extension object.
+//! Kitfile and the Docker model config.
 //! Pure: works on parsed JSON; every field is optional and a malformed one is ignored.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::index::{ModelLayout, parse_time_ms};
-use super::spec::CONFIG_EXTENSION_FIELD;
 use crate::store::model::{Lineage, ModelInfo};
 
 /// Facts gathered from a config (and later overridden by annotations).
@@ -43,12 +42,6 @@ fn param_text(v: &Value) -> Option<String> {
     }
 }
 
-fn set(slot: &mut Option<String>, v: Option<String>) {
-    if v.is_some() {
-        *slot = v;
-    }
-}
-
 /// The facts of a config of `layout`.
 pub fn facts(layout: ModelLayout, v: &Value) -> ConfigFacts {
     let mut f = ConfigFacts::default();
@@ -58,7 +51,6 @@ pub fn facts(layout: ModelLayout, v: &Value) -> ConfigFacts {
         ModelLayout::DockerAi => docker(v, &mut f),
         ModelLayout::Ollama | ModelLayout::Annotated => {}
     }
-    extension(v, &mut f);
     f
 }
 
@@ -67,6 +59,12 @@ fn modelpack(v: &Value, f: &mut ConfigFacts) {
     f.description = text(v, &["descriptor", "description"]);
     f.lineage.commit = text(v, &["descriptor", "revision"]);
     f.lineage.source = text(v, &["descriptor", "sourceURL"]);
+    f.lineage.dataset = v
+        .get("descriptor")
+        .and_then(|d| d.get("datasetsURL"))
+        .and_then(Value::as_array)
+        .and_then(|d| d.first())
+        .and_then(|d| text(d, &[]));
     let m = &mut f.model;
     m.name = text(v, &["descriptor", "name"]);
     m.version = text(v, &["descriptor", "version"]);
@@ -107,32 +105,4 @@ fn kitfile(v: &Value, f: &mut ConfigFacts) {
         .and_then(Value::as_array)
         .and_then(|d| d.first())
         .and_then(|d| text(d, &["name"]).or_else(|| text(d, &["path"])));
-}
-
-/// Berth's `"dev.berth"` object: {lineage: {run_id, dataset, commit, image, source},
-/// params: {}, metrics: {}}. It overrides the config's standard fields.
-fn extension(v: &Value, f: &mut ConfigFacts) {
-    let Some(ext) = v.get(CONFIG_EXTENSION_FIELD) else {
-        return;
-    };
-    let l = &mut f.lineage;
-    set(&mut l.run_id, text(ext, &["lineage", "run_id"]));
-    set(&mut l.dataset, text(ext, &["lineage", "dataset"]));
-    set(&mut l.commit, text(ext, &["lineage", "commit"]));
-    set(&mut l.image, text(ext, &["lineage", "image"]));
-    set(&mut l.source, text(ext, &["lineage", "source"]));
-    if let Some(Value::Object(params)) = ext.get("params") {
-        for (k, val) in params {
-            if let Some(t) = param_text(val) {
-                f.params.insert(k.clone(), t);
-            }
-        }
-    }
-    if let Some(Value::Object(metrics)) = ext.get("metrics") {
-        for (k, val) in metrics {
-            if !val.is_null() {
-                f.metrics.insert(k.clone(), val.clone());
-            }
-        }
-    }
 }

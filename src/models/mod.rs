@@ -4,5 +4,7 @@
 pub mod compare;
 pub mod config;
 pub mod index;
+pub mod pack;
 pub mod query;
 pub mod spec;
+pub mod unpack;

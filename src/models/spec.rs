@@ -143,10 +143,6 @@ pub mod berth_keys {
     pub const MODEL: &str = "dev.berth.model";
 }
 
-/// The field of the ModelPack config under which Berth keeps lineage, parameters
-/// and metrics too (consumers ignore fields they do not know).
-pub const CONFIG_EXTENSION_FIELD: &str = "dev.berth";
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ async fn pushed_models_are_listed_and_searched() {
             created: "2023-05-01T00:00:00Z",
             layers: &[("llm", 100)],
             annotations: json!({ "dev.berth.lineage.dataset": "books@3" }),
-            extension: json!({}),
+            datasets: &[],
         },
     )
     .await;

@@ -79,18 +79,17 @@ pub struct Version<'a> {
     /// Layer seeds: equal seeds are the same blob (shared between versions).
     pub layers: &'a [(&'a str, usize)],
     pub annotations: Value,
-    /// The `"dev.berth"` object of the config.
-    pub extension: Value,
+    /// The config's `descriptor.datasetsURL`.
+    pub datasets: &'a [&'a str],
 }
 
-/// Pushes a ModelPack version: config with descriptor, config facts and the Berth
-/// extension, one raw weight layer per seed. Returns the manifest digest.
+/// Pushes a ModelPack version: config with descriptor and config facts, one raw
+/// weight layer per seed. Returns the manifest digest.
 pub async fn push_version(c: &Client, url: &str, repo: &str, v: &Version<'_>) -> String {
     let config = json!({
-        "descriptor": { "createdAt": v.created, "name": repo, "description": format!("{repo} {}", v.tag) },
+        "descriptor": { "createdAt": v.created, "name": repo, "description": format!("{repo} {}", v.tag), "datasetsURL": v.datasets },
         "config": { "format": "safetensors", "architecture": "transformer", "paramSize": "7b" },
         "modelfs": { "type": "layers", "diffIds": [] },
-        "dev.berth": v.extension,
     });
     let config = blob(
         c,
@@ -158,36 +157,51 @@ pub async fn expect_error(c: &Client, url: &str, path: &str, status: StatusCode,
 /// The `team/classifier` fixture: three versions (v2 also tagged `prod`) and their digests.
 pub async fn classifier(c: &Client, url: &str) -> [String; 3] {
     let repo = "team/classifier";
-    let v1 = push_version(c, url, repo, &Version {
-        tag: "v1",
-        created: "2024-01-01T00:00:00Z",
-        layers: &[("base", 4000), ("head-1", 1000)],
-        annotations: json!({
-            "dev.berth.metric.auc": "0.85",
-            "dev.berth.metric.loss": "0.40",
-            "dev.berth.param.lr": "0.01",
-            "dev.berth.param.epochs": "10",
-            "dev.berth.lineage.dataset": "imagenet@1",
-            "org.opencontainers.image.revision": "aaa111",
-        }),
-        extension: json!({ "lineage": { "run_id": "run-1", "image": "trainer:1" }, "params": { "batch": 32 } }),
-    })
+    let v1 = push_version(
+        c,
+        url,
+        repo,
+        &Version {
+            tag: "v1",
+            created: "2024-01-01T00:00:00Z",
+            layers: &[("base", 4000), ("head-1", 1000)],
+            annotations: json!({
+                "dev.berth.metric.auc": "0.85",
+                "dev.berth.metric.loss": "0.40",
+                "dev.berth.param.lr": "0.01",
+                "dev.berth.param.epochs": "10",
+                "dev.berth.lineage.dataset": "imagenet@1",
+                "dev.berth.lineage.run-id": "run-1",
+                "dev.berth.lineage.image": "trainer:1",
+                "dev.berth.param.batch": "32",
+                "org.opencontainers.image.revision": "aaa111",
+            }),
+            datasets: &[],
+        },
+    )
     .await;
-    let v2 = push_version(c, url, repo, &Version {
-        tag: "v2",
-        created: "2024-02-01T00:00:00Z",
-        layers: &[("base", 4000), ("head-2", 1500)],
-        annotations: json!({
-            "dev.berth.metric.auc": "0.92",
-            "dev.berth.metric.loss": "0.30",
-            "dev.berth.param.lr": "0.005",
-            "dev.berth.param.epochs": "10",
-            "dev.berth.lineage.dataset": "imagenet@2",
-            "org.opencontainers.image.revision": "bbb222",
-        }),
-        // Annotations win over the config's extension.
-        extension: json!({ "lineage": { "run_id": "run-2", "dataset": "ignored" }, "metrics": { "auc": 0.1, "f1": 0.7 } }),
-    })
+    let v2 = push_version(
+        c,
+        url,
+        repo,
+        &Version {
+            tag: "v2",
+            created: "2024-02-01T00:00:00Z",
+            layers: &[("base", 4000), ("head-2", 1500)],
+            annotations: json!({
+                "dev.berth.metric.auc": "0.92",
+                "dev.berth.metric.loss": "0.30",
+                "dev.berth.param.lr": "0.005",
+                "dev.berth.param.epochs": "10",
+                "dev.berth.lineage.dataset": "imagenet@2",
+                "dev.berth.lineage.run-id": "run-2",
+                "dev.berth.metric.f1": "0.7",
+                "org.opencontainers.image.revision": "bbb222",
+            }),
+            // Annotations win over the config's standard fields.
+            datasets: &["ignored"],
+        },
+    )
     .await;
     let v3 = push_version(
         c,
@@ -201,7 +215,7 @@ pub async fn classifier(c: &Client, url: &str) -> [String; 3] {
                 "dev.berth.param.lr": "0.02",
                 "dev.berth.metric.loss": "not-a-number",
             }),
-            extension: json!({}),
+            datasets: &[],
         },
     )
     .await;

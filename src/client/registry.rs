@@ -1,0 +1,509 @@
+//! A registry as an OCI distribution API client sees it: blobs, upload sessions,
+//! manifests and referrers over HTTP, with status codes checked, `Location`
+//! headers followed (relative or absolute) and the registry's error JSON in errors.
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use super::reference::{ImageRef, registry_url};
+use crate::oci::media::{self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{Descriptor, Digest};
+
+/// Every manifest type a pull accepts.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+/// Largest manifest or referrers index read into memory.
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// A manifest as fetched: raw bytes (their digest is the manifest's identity).
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl FetchedManifest {
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len() as u64,
+            artifact_type: None,
+            annotations: Default::default(),
+        }
+    }
+}
+
+/// The answer to a mount request.
+#[derive(Debug)]
+pub enum Mount {
+    /// The blob is now linked into the repository.
+    Mounted,
+    /// The registry opened an upload session instead.
+    Session(Url),
+}
+
+/// One registry, by base URL.
+#[derive(Clone)]
+pub struct Registry {
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl Registry {
+    pub fn new(base_url: &str) -> Result<Registry> {
+        let base = Url::parse(&format!("{}/", base_url.trim_end_matches('/')))
+            .with_context(|| format!("invalid registry URL {base_url:?}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            bail!("{base}: a registry URL must be http:// or https://");
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(30))
+            // A registry that stops sending mid-body fails the transfer instead of hanging it.
+            .read_timeout(std::time::Duration::from_secs(300))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Registry { base, http })
+    }
+
+    /// The registry `r` names, or `default_host` when it names none.
+    pub fn for_ref(r: &ImageRef, default_host: &str, plain_http: bool) -> Result<Registry> {
+        let host = r.registry.as_deref().unwrap_or(default_host);
+        Registry::new(&registry_url(host, plain_http))
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:5000/`.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path)
+            .with_context(|| format!("building a URL from {path:?}"))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Response> {
+        req.send().await.with_context(|| what.to_string())
+    }
+
+    /// `HEAD` a blob: its size if the repository has it.
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let what = format!("HEAD {url}");
+        let resp = self.send(self.http.head(url.clone()), &what).await?;
+        match resp.status() {
+            StatusCode::OK => Ok(Some(content_length(resp.headers()).unwrap_or(0))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(resp, &what).await),
+        }
+    }
+
+    /// `GET` a blob, optionally a byte range (`start..=end`, or `start..` with `None`).
+    pub async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<Response> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let mut req = self.http.get(url.clone());
+        if let Some((start, end)) = range {
+            let v = match end {
+                Some(e) => format!("bytes={start}-{e}"),
+                None => format!("bytes={start}-"),
+            };
+            req = req.header(header::RANGE, v);
+        }
+        let what = format!("GET {url}");
+        let resp = self.send(req, &what).await?;
+        match resp.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
+            _ => Err(status_error(resp, &what).await),
+        }
+    }
+
+    /// `GET` a manifest by tag or digest. A digest reference is verified against the bytes.
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("GET {url}");
+        let req = self.http.get(url).header(header::ACCEPT, MANIFEST_ACCEPT);
+        let resp = self.send(req, &what).await?;
+        if resp.status() != StatusCode::OK {
+            return Err(status_error(resp, &what).await);
+        }
+        let header_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media::essence);
+        let bytes = read_capped(resp, MAX_MANIFEST_BYTES, &what).await?;
+        let digest = Digest::sha256_of(&bytes);
+        if let Ok(expected) = reference.parse::<Digest>() {
+            let actual = Digest::of(expected.algorithm(), &bytes);
+            if actual != expected {
+                bail!("{what}: the registry sent a manifest with digest {actual}, not {expected}");
+            }
+        }
+        let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string));
+        let media_type = body_type
+            .or(header_type.filter(|t| media::manifest_kind(t).is_some()))
+            .unwrap_or_else(|| OCI_MANIFEST.to_string());
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Resolves a reference to its manifest descriptor (`HEAD`, falling back to `GET`
+    /// when the registry leaves out the digest or media type).
+    pub async fn resolve(&self, repo: &str, reference: &str) -> Result<Descriptor> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("HEAD {url}");
+        let req = self.http.head(url).header(header::ACCEPT, MANIFEST_ACCEPT);
+        let resp = self.send(req, &what).await?;
+        if resp.status() != StatusCode::OK {
+            // A HEAD answer has no body: ask again with GET for the registry's error.
+            return Ok(self.get_manifest(repo, reference).await?.descriptor());
+        }
+        let h = resp.headers();
+        let digest = h
+            .get(DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let media_type = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(media::essence)
+            .filter(|t| media::manifest_kind(t).is_some());
+        if let (Some(digest), Some(media_type), Some(size)) =
+            (digest, media_type, content_length(h))
+        {
+            return Ok(Descriptor {
+                media_type,
+                digest,
+                size,
+                artifact_type: None,
+                annotations: Default::default(),
+            });
+        }
+        Ok(self.get_manifest(repo, reference).await?.descriptor())
+    }
+
+    /// `PUT` a manifest; returns its digest (checked against what the registry says).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Digest> {
+        let digest = Digest::sha256_of(&body);
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("PUT {url}");
+        let req = self
+            .http
+            .put(url)
+            .header(header::CONTENT_TYPE, media_type)
+            .body(body);
+        let resp = self.send(req, &what).await?;
+        if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
+            return Err(status_error(resp, &what).await);
+        }
+        if let Some(said) = resp
+            .headers()
+            .get(DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            && said != digest.to_string()
+        {
+            bail!("{what}: the registry stored digest {said}, expected {digest}");
+        }
+        Ok(digest)
+    }
+
+    /// Opens an upload session.
+    pub async fn start_upload(&self, repo: &str) -> Result<Url> {
+        let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        let what = format!("POST {url}");
+        let resp = self.send(self.http.post(url.clone()), &what).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(status_error(resp, &what).await);
+        }
+        location(&url, resp.headers(), &what)
+    }
+
+    /// Asks the registry to mount `digest` into `repo` (from `from`, or — without
+    /// `from` — from wherever it has it, the automatic content discovery of
+    /// distribution-spec v1.1).
+    pub async fn mount(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<Mount> {
+        let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string());
+        if let Some(f) = from {
+            url.query_pairs_mut().append_pair("from", f);
+        }
+        let what = format!("POST {url}");
+        let resp = self.send(self.http.post(url.clone()), &what).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Session(location(&url, resp.headers(), &what)?)),
+            _ => Err(status_error(resp, &what).await),
+        }
+    }
+
+    /// How many bytes an upload session holds (`GET` on its URL), with the URL to
+    /// continue at; `None` when the registry no longer knows the session.
+    pub async fn upload_status(&self, session: &Url) -> Result<Option<(Url, u64)>> {
+        let what = format!("GET {session}");
+        let resp = self.send(self.http.get(session.clone()), &what).await?;
+        match resp.status() {
+            StatusCode::NO_CONTENT | StatusCode::OK => {
+                let next =
+                    location(session, resp.headers(), &what).unwrap_or_else(|_| session.clone());
+                let size = upload_range_end(resp.headers()).unwrap_or(0);
+                Ok(Some((next, size)))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(resp, &what).await),
+        }
+    }
+
+    /// `PATCH` `len` bytes at `offset`; returns the URL for the next request.
+    pub async fn patch_chunk(
+        &self,
+        session: &Url,
+        offset: u64,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<Url> {
+        let what = format!("PATCH {session} ({} bytes at {offset})", len);
+        let end = (offset + len).saturating_sub(1);
+        let req = self
+            .http
+            .patch(session.clone())
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_RANGE, format!("{offset}-{end}"))
+            .header(header::CONTENT_LENGTH, len)
+            .body(body);
+        let resp = self.send(req, &what).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(status_error(resp, &what).await);
+        }
+        location(session, resp.headers(), &what)
+    }
+
+    /// Closes an upload session with `PUT ?digest=`, sending `body` (of `len` bytes) if any.
+    pub async fn finish_upload(
+        &self,
+        session: &Url,
+        digest: &Digest,
+        body: Option<(reqwest::Body, u64)>,
+    ) -> Result<()> {
+        let mut url = session.clone();
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let what = format!("PUT {url}");
+        let mut req = self.http.put(url);
+        req = match body {
+            Some((b, len)) => req
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .body(b),
+            None => req.header(header::CONTENT_LENGTH, 0),
+        };
+        let resp = self.send(req, &what).await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(status_error(resp, &what).await);
+        }
+        Ok(())
+    }
+
+    /// Cancels an upload session (best effort).
+    pub async fn cancel_upload(&self, session: &Url) {
+        let _ = self.http.delete(session.clone()).send().await;
+    }
+
+    /// The referrers of `digest` (OCI 1.1 referrers API); `None` if the registry has no such API.
+    pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<Descriptor>>> {
+        let url = self.url(&format!("v2/{repo}/referrers/{digest}"))?;
+        let what = format!("GET {url}");
+        let req = self.http.get(url).header(header::ACCEPT, OCI_INDEX);
+        let resp = self.send(req, &what).await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(status_error(resp, &what).await),
+        }
+        let body = read_capped(resp, MAX_MANIFEST_BYTES, &what).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("{what}: the referrers index is not JSON"))?;
+        let list = v
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| anyhow!("{what}: the referrers index has no manifests list"))?;
+        list.iter()
+            .map(|d| {
+                serde_json::from_value::<Descriptor>(d.clone())
+                    .with_context(|| format!("{what}: invalid descriptor {d}"))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// A raw request against a path under the base URL (for commands with their own needs).
+    pub fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        Ok(self.http.request(method, self.url(path)?))
+    }
+}
+
+/// Whether a manifest media type is an index (OCI index or Docker list).
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// Whether a manifest media type is an image manifest (OCI or Docker schema2).
+pub fn is_image(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `Location` of a response, resolved against the request URL.
+fn location(request: &Url, h: &HeaderMap, what: &str) -> Result<Url> {
+    let loc = h
+        .get(header::LOCATION)
+        .ok_or_else(|| anyhow!("{what}: the registry sent no Location header"))?
+        .to_str()
+        .map_err(|_| anyhow!("{what}: the Location header is not text"))?;
+    request
+        .join(loc)
+        .with_context(|| format!("{what}: invalid Location {loc:?}"))
+}
+
+/// The number of bytes an upload holds, from `Range: 0-<last>`.
+fn upload_range_end(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(header::RANGE)?.to_str().ok()?;
+    parse_upload_range(v)
+}
+
+/// `0-N` means N+1 bytes; `0-0` is read as 0 bytes (registries send it for an
+/// empty session; a one-byte chunk that was really stored is re-sent and refused
+/// with 416, after which the caller asks again).
+pub fn parse_upload_range(v: &str) -> Option<u64> {
+    let v = v.trim().trim_start_matches("bytes=");
+    let (start, end) = v.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    if start != 0 {
+        return None;
+    }
+    Some(if end == 0 { 0 } else { end + 1 })
+}
+
+/// Reads a response body of at most `max` bytes.
+async fn read_capped(resp: Response, max: usize, what: &str) -> Result<Vec<u8>> {
+    use futures_util::StreamExt;
+    if content_length(resp.headers()).is_some_and(|n| n > max as u64) {
+        bail!("{what}: the response is larger than {max} bytes");
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("reading {what}"))?;
+        if out.len() + chunk.len() > max {
+            bail!("{what}: the response is larger than {max} bytes");
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// An error for an unexpected status, with the registry's error JSON when it sent one.
+pub async fn status_error(resp: Response, what: &str) -> anyhow::Error {
+    let status = resp.status();
+    let body = read_capped(resp, 64 << 10, what).await.unwrap_or_default();
+    let detail = registry_error_message(&body).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+        text.trim().to_string()
+    });
+    if detail.is_empty() {
+        anyhow!("{what}: the registry answered {status}")
+    } else {
+        anyhow!("{what}: the registry answered {status}: {detail}")
+    }
+}
+
+/// `CODE: message` for each entry of an OCI error body.
+fn registry_error_message(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let errors = v.get("errors")?.as_array()?;
+    let parts: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("UNKNOWN");
+            match e.get("message").and_then(|m| m.as_str()) {
+                Some(m) if !m.is_empty() => format!("{code}: {m}"),
+                _ => code.to_string(),
+            }
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ranges() {
+        assert_eq!(parse_upload_range("0-0"), Some(0));
+        assert_eq!(parse_upload_range("0-1023"), Some(1024));
+        assert_eq!(parse_upload_range("bytes=0-9"), Some(10));
+        assert_eq!(parse_upload_range("5-9"), None);
+        assert_eq!(parse_upload_range("junk"), None);
+    }
+
+    #[test]
+    fn locations_resolve_relative_and_absolute() {
+        let req = Url::parse("http://r:5000/v2/a/blobs/uploads/").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LOCATION,
+            "/v2/a/blobs/uploads/xyz?s=1".parse().unwrap(),
+        );
+        assert_eq!(
+            location(&req, &h, "t").unwrap().as_str(),
+            "http://r:5000/v2/a/blobs/uploads/xyz?s=1"
+        );
+        h.insert(header::LOCATION, "https://cdn.example/u/1".parse().unwrap());
+        assert_eq!(
+            location(&req, &h, "t").unwrap().as_str(),
+            "https://cdn.example/u/1"
+        );
+        assert!(location(&req, &HeaderMap::new(), "t").is_err());
+    }
+
+    #[test]
+    fn error_messages_from_registry_json() {
+        let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+        assert_eq!(
+            registry_error_message(body).as_deref(),
+            Some("BLOB_UNKNOWN: blob unknown to registry")
+        );
+        assert_eq!(registry_error_message(b"<html>"), None);
+    }
+}
