@@ -50,6 +50,18 @@ pub enum EndpointError {
     Reference(NameError),
 }
 
+/// Splits a path on `/` and then percent-decodes each segment, so that an encoded
+/// `/` never becomes a separator. A segment that decodes to one is kept encoded:
+/// the `%` then makes it invalid under every grammar (name, digest, tag, upload id).
+pub(super) fn decode_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .map(|raw| match percent_decode_str(raw).decode_utf8() {
+            Ok(s) if !s.contains('/') => s.into_owned(),
+            _ => raw.to_string(),
+        })
+        .collect()
+}
+
 impl Endpoint {
     /// Parses the path of a request (still percent-encoded).
     pub fn parse(path: &str) -> Result<Endpoint, EndpointError> {
@@ -61,16 +73,7 @@ impl Endpoint {
         if rest == "_catalog" {
             return Ok(Endpoint::Catalog);
         }
-        // Split first, then decode each segment: an encoded `/` must not become a
-        // separator. A segment that decodes to one is kept encoded, so the `%` makes
-        // it invalid under every grammar (name, digest, tag, upload id).
-        let decoded: Vec<String> = rest
-            .split('/')
-            .map(|raw| match percent_decode_str(raw).decode_utf8() {
-                Ok(s) if !s.contains('/') => s.into_owned(),
-                _ => raw.to_string(),
-            })
-            .collect();
+        let decoded = decode_segments(rest);
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let n = segs.len();
         let name_of = |k: usize| -> Result<RepoName, EndpointError> {

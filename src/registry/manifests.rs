@@ -94,6 +94,18 @@ impl Registry {
         Ok(())
     }
 
+    /// The digest a reference names in `repo`: itself, or what its tag points at.
+    pub(super) async fn resolve(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Option<Digest>> {
+        Ok(match reference {
+            Reference::Digest(d) => Some(d.clone()),
+            Reference::Tag(t) => self.meta.resolve_tag(repo, t.as_str()).await?,
+        })
+    }
+
     /// Resolves a reference to a manifest record in `repo`.
     pub async fn manifest_record(
         &self,
@@ -101,14 +113,7 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestRecord> {
         let unknown = || RegistryError::ManifestUnknown(reference.to_string());
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self
-                .meta
-                .resolve_tag(repo, t.as_str())
-                .await?
-                .ok_or_else(unknown)?,
-        };
+        let digest = self.resolve(repo, reference).await?.ok_or_else(unknown)?;
         self.meta.manifest(repo, &digest).await?.ok_or_else(unknown)
     }
 

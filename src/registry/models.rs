@@ -113,14 +113,7 @@ impl Registry {
 
     async fn version_record(&self, repo: &str, reference: &Reference) -> Result<ModelRecord> {
         let unknown = || RegistryError::ModelVersionUnknown(format!("{repo}:{reference}"));
-        let digest = match reference {
-            Reference::Digest(d) => d.clone(),
-            Reference::Tag(t) => self
-                .meta
-                .resolve_tag(repo, t.as_str())
-                .await?
-                .ok_or_else(unknown)?,
-        };
+        let digest = self.resolve(repo, reference).await?.ok_or_else(unknown)?;
         self.meta
             .model_version(repo, &digest)
             .await?

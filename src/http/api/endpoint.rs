@@ -2,7 +2,7 @@
 //! slashes, so the kind of endpoint is decided from the end of the path; a last
 //! segment `versions` or `compare` always names the listing or comparison.
 
-use percent_encoding::percent_decode_str;
+use crate::http::endpoint::decode_segments;
 
 use crate::oci::{NameError, Reference, RepoName};
 
@@ -41,15 +41,7 @@ impl ApiEndpoint {
             return Ok(ApiEndpoint::Models);
         }
         let rest = rest.strip_prefix('/').ok_or(ApiEndpointError::NotFound)?;
-        // Split, then decode each segment; one that decodes to a `/` stays encoded
-        // (and so fails every grammar).
-        let decoded: Vec<String> = rest
-            .split('/')
-            .map(|raw| match percent_decode_str(raw).decode_utf8() {
-                Ok(s) if !s.contains('/') => s.into_owned(),
-                _ => raw.to_string(),
-            })
-            .collect();
+        let decoded = decode_segments(rest);
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let n = segs.len();
         let name_of = |k: usize| -> Result<RepoName, ApiEndpointError> {
