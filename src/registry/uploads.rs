@@ -163,13 +163,19 @@ impl Registry {
             if r.end < r.start {
                 return Err(out_of_order("range end is before its start".into()));
             }
-            if length.is_some_and(|l| l != r.end - r.start + 1) {
+            // `end` is client-supplied: a span of u64::MAX + 1 bytes cannot be a chunk.
+            let Some(span) = (r.end - r.start).checked_add(1) else {
+                return Err(out_of_order("range is larger than any chunk".into()));
+            };
+            if length.is_some_and(|l| l != span) {
                 return Err(out_of_order(
                     "Content-Length differs from Content-Range".into(),
                 ));
             }
         }
-        let expected = range.map(|r| r.end - r.start + 1).or(length);
+        let expected = range
+            .map(|r| (r.end - r.start).saturating_add(1))
+            .or(length);
         let min = self.limits.chunk_min_length;
         if !last && min > 0 && expected.is_some_and(|n| n < min) {
             return Err(out_of_order(format!(

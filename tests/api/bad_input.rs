@@ -306,6 +306,7 @@ async fn bad_content_range_and_unknown_uploads() {
         ("garbage", "hello"),
         ("5-9", "toolongbody"),
         ("9-5", "x"),
+        ("5-18446744073709551615", "x"),
     ] {
         let resp = c
             .patch(&url)
