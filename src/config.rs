@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Skip fsync on commits: faster, but a power loss can lose recent pushes.
     #[arg(long, env = "BERTH_NO_FSYNC")]
     pub no_fsync: bool,
+    /// Write uploads with direct I/O (bypassing the page cache) where the filesystem allows it.
+    #[arg(long, env = "BERTH_DIRECT_IO")]
+    pub direct_io: bool,
     /// Largest manifest accepted, in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<u64>,
@@ -52,6 +55,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     fsync: Option<bool>,
+    direct_io: Option<bool>,
     max_manifest_bytes: Option<u64>,
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
@@ -78,6 +82,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub fsync: bool,
+    /// Upload bytes bypass the page cache where the filesystem allows it.
+    pub direct_io: bool,
     pub limits: Limits,
 }
 
@@ -103,6 +109,7 @@ impl Config {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             fsync: !args.no_fsync && file.fsync.unwrap_or(true),
+            direct_io: args.direct_io || file.direct_io.unwrap_or(false),
             limits: Limits {
                 max_manifest_bytes: args
                     .max_manifest_bytes
@@ -143,12 +150,13 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:5000");
         assert_eq!(c.data_dir, PathBuf::from("berth-data"));
         assert!(c.fsync);
+        assert!(!c.direct_io);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "addr = \"0.0.0.0:6000\"\nfsync = false\nmax_manifest_bytes = 10\n",
+            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -159,6 +167,7 @@ mod tests {
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:6000");
         assert!(!c.fsync);
+        assert!(c.direct_io);
         assert_eq!(c.limits.max_manifest_bytes, 20);
 
         std::fs::write(&path, "adress = \"typo\"\n").unwrap();

@@ -15,7 +15,8 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let blobs = FsBlobStore::open(&config.data_dir, config.fsync)
-        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?;
+        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?
+        .direct_io(config.direct_io);
     let meta = RedbMetaStore::open(&config.data_dir.join("berth.redb"), config.fsync)
         .context("opening metadata database")?;
     Ok(Registry::new(

@@ -1,10 +1,12 @@
 //! Upload sessions (chunked and monolithic), verification, commit and mount.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Hasher};
@@ -33,6 +35,66 @@ pub enum MountOutcome {
     Started {
         id: String,
     },
+}
+
+/// Bodies at least this large (or of unknown length) are hashed on a thread of
+/// their own; smaller ones inline, where a thread hand-off would cost more than it saves.
+const BACKGROUND_HASH_MIN: u64 = 1 << 20;
+/// Received buffers queued for the hashing thread.
+const HASH_QUEUE: usize = 16;
+
+/// Feeds `body` through `hasher` as it streams on. Large bodies are hashed on a
+/// blocking thread, so that one core hashes while others receive and write: the
+/// hash is the costliest step of a push, and on the receiving task it would make
+/// the push as slow as receiving and hashing added up. The future yields the
+/// hasher once the stream has ended, or `None` if some bytes went unhashed.
+fn hash_alongside(
+    body: ByteStream,
+    hasher: Option<Hasher>,
+    expected_len: Option<u64>,
+) -> (ByteStream, BoxFuture<'static, Option<Hasher>>) {
+    let Some(mut hasher) = hasher else {
+        return (body, futures_util::future::ready(None).boxed());
+    };
+    if expected_len.is_some_and(|n| n < BACKGROUND_HASH_MIN) {
+        let shared = Arc::new(std::sync::Mutex::new(Some(hasher)));
+        let h = shared.clone();
+        let body = body.map(move |chunk| {
+            if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
+                && let Some(h) = guard.as_mut()
+            {
+                h.update(bytes);
+            }
+            chunk
+        });
+        // Awaited after the store has consumed (and dropped) the body.
+        let hashed = async move {
+            Arc::try_unwrap(shared)
+                .ok()
+                .and_then(|m| m.into_inner().ok())
+                .flatten()
+        };
+        return (Box::pin(body), hashed.boxed());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let thread = tokio::task::spawn_blocking(move || {
+        while let Some(bytes) = rx.blocking_recv() {
+            hasher.update(&bytes);
+        }
+        hasher
+    });
+    let body = body.then(move |chunk| {
+        let tx = tx.clone();
+        async move {
+            if let Ok(bytes) = &chunk {
+                // A failed send means the thread is gone; the hasher is then
+                // lost and the join below reports it.
+                let _ = tx.send(bytes.clone()).await;
+            }
+            chunk
+        }
+    });
+    (Box::pin(body), async move { thread.await.ok() }.boxed())
 }
 
 fn now_unix() -> u64 {
@@ -185,21 +247,9 @@ impl Registry {
         if s.hashed != size {
             s.hasher = None; // bytes arrived that this process did not hash
         }
-        let hasher = Arc::new(Mutex::new(s.hasher.take()));
-        let h = hasher.clone();
-        let hashing: ByteStream = Box::pin(body.map(move |chunk| {
-            if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
-                && let Some(h) = guard.as_mut()
-            {
-                h.update(bytes);
-            }
-            chunk
-        }));
-        let result = self.blobs.append_upload(id, hashing).await;
-        let hasher = Arc::try_unwrap(hasher)
-            .ok()
-            .and_then(|m| m.into_inner().ok())
-            .flatten();
+        let (body, hashed) = hash_alongside(body, s.hasher.take(), expected);
+        let result = self.blobs.append_upload(id, body).await;
+        let hasher = hashed.await;
         match result {
             Ok(n) => {
                 s.hasher = hasher;

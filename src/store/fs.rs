@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use super::append::Appender;
 use super::blob::{BlobReader, BlobStore, ByteRange, ByteStream};
-use super::writeback::Writeback;
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -27,6 +27,8 @@ const WRITE_QUEUE: usize = 4;
 pub struct FsBlobStore {
     root: PathBuf,
     fsync: bool,
+    /// Append uploads with direct I/O where the filesystem supports it.
+    direct: bool,
 }
 
 impl FsBlobStore {
@@ -45,7 +47,15 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: root.to_path_buf(),
             fsync,
+            direct: false,
         })
+    }
+
+    /// Whether uploads are appended with direct I/O where the filesystem allows
+    /// it (see `append`), or through the page cache (the default).
+    pub fn direct_io(mut self, on: bool) -> Self {
+        self.direct = on;
+        self
     }
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -81,30 +91,6 @@ impl FsBlobStore {
         })
         .await
     }
-}
-
-/// Writes every buffer, in as few `writev` calls as the kernel allows. On failure,
-/// returns how many bytes were written before it.
-fn write_all_vectored(
-    file: &mut std::fs::File,
-    bufs: &[Bytes],
-) -> Result<u64, (u64, std::io::Error)> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
-    let mut rest = &mut slices[..];
-    let mut written = 0u64;
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err((written, std::io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                written += n as u64;
-                std::io::IoSlice::advance_slices(&mut rest, n);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((written, e)),
-        }
-    }
-    Ok(written)
 }
 
 fn not_found_as_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
@@ -217,31 +203,30 @@ impl BlobStore for FsBlobStore {
         mut body: ByteStream,
     ) -> Result<u64, (u64, std::io::Error)> {
         let path = self.upload_path(id);
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let (durable, direct) = (self.fsync, self.direct);
+        let mut appender = blocking(move || Appender::open(&path, durable, direct))
+            .await
             .map_err(|e| (0, e))?;
         // The request task receives (and the caller hashes) while a blocking thread
         // writes: hashing and disk I/O overlap instead of adding up.
-        // Received buffers go to the writer as they are, in batches written with one
-        // writev each: no copy between the socket buffer and the page cache.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
-        let durable = self.fsync;
         let writer = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let start = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let mut writeback = durable.then(|| Writeback::new(start));
-            let mut written = 0u64;
+            let mut result = Ok(());
             while let Some(batch) = rx.blocking_recv() {
-                match write_all_vectored(&mut file, &batch) {
-                    Ok(n) => written += n,
-                    Err((n, e)) => return (written + n, Err(e)),
-                }
-                if let Some(wb) = writeback.as_mut() {
-                    wb.wrote_up_to(&file, start + written);
+                result = appender.append(&batch);
+                if result.is_err() {
+                    break;
                 }
             }
-            (written, Ok(()))
+            // Bytes received before a failure stay appended: the client resumes
+            // from the upload's length.
+            let flushed = appender.finish();
+            let result = result.and(flushed);
+            let kept = match result {
+                Ok(()) => appender.accepted(),
+                Err(_) => appender.file_len().saturating_sub(appender.start()),
+            };
+            (kept, result)
         });
         let mut batch = Vec::new();
         let mut batch_bytes = 0;

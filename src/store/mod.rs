@@ -1,6 +1,7 @@
 //! Storage: the bytes plane (`BlobStore`) and the metadata plane (`MetaStore`).
 //! Nothing here knows about HTTP.
 
+mod append;
 pub mod blob;
 pub mod fs;
 pub mod meta;

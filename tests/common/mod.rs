@@ -10,6 +10,8 @@ pub struct TestServer {
     pub url: String,
     pub addr: String,
     pub data_dir: PathBuf,
+    /// `serve` flags beyond the address and data directory (kept across restarts).
+    flags: Vec<String>,
     child: Child,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -62,17 +64,20 @@ impl TestServer {
             url: format!("http://{addr}"),
             addr,
             data_dir: data_dir.to_path_buf(),
+            flags: extra.iter().map(|f| f.to_string()).collect(),
             child,
             _tmp: None,
         }
     }
 
-    /// Stops the process (SIGKILL, like a crash) and starts a new one on the same data directory.
+    /// Stops the process (SIGKILL, like a crash) and starts a new one on the same
+    /// data directory, with the same flags.
     pub fn restart(mut self) -> TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let tmp = self._tmp.take();
-        let mut s = Self::start_in(&self.data_dir.clone(), &[]);
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let mut s = Self::start_in(&self.data_dir.clone(), &flags);
         s._tmp = tmp;
         s
     }
