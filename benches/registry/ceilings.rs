@@ -58,8 +58,10 @@ pub async fn sha256_openssl(seconds: u64) -> Result<f64> {
     Ok(bps / MIB)
 }
 
-/// `dd if=/dev/zero of=DIR/dd.bin bs=1M count=N conv=fdatasync`, on the filesystem the registries use.
-pub async fn disk_write_fsync(dir: &Path, mib: u64) -> Result<f64> {
+/// `dd if=/dev/zero of=DIR/dd.bin bs=1M count=N conv=fdatasync`, on the filesystem
+/// the registries use; with `direct`, also `oflag=direct` (bypassing the page cache,
+/// as Berth writes uploads).
+pub async fn disk_write_fsync(dir: &Path, mib: u64, direct: bool) -> Result<f64> {
     let file = dir.join("dd.bin");
     let res = output(
         Command::new("dd")
@@ -69,7 +71,8 @@ pub async fn disk_write_fsync(dir: &Path, mib: u64) -> Result<f64> {
                 "bs=1M".to_string(),
                 format!("count={mib}"),
                 "conv=fdatasync".to_string(),
-            ]),
+            ])
+            .args(direct.then_some("oflag=direct")),
         "dd",
     )
     .await;

@@ -25,9 +25,9 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use blob::BlobSource;
-use report::{BERTH, BERTH_NOFSYNC, DIST, MACHINE, NGINX, Results};
+use report::{BERTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE, NGINX, Results};
 use servers::Server;
-use workloads::{MIB, MetaObjects, Params};
+use workloads::{MIB, MetaObjects, Params, Pulls};
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Only {
@@ -235,23 +235,21 @@ async fn run(args: Args) -> Result<i32> {
     } else {
         None
     };
-    let (berth, berth_nf) = if want_berth {
+    // Variants of Berth's configuration, for the push figures only.
+    let mut variants = Vec::new();
+    let berth = if want_berth {
         let b = start_berth(&args, &wd.join("berth"), BERTH, &[], &mut res).await?;
-        let nf = if b.is_some() && !args.big_only {
-            start_berth(
-                &args,
-                &wd.join("berth-nofsync"),
-                BERTH_NOFSYNC,
-                &["--no-fsync"],
-                &mut res,
-            )
-            .await?
-        } else {
-            None
-        };
-        (b, nf)
+        if b.is_some() && !args.big_only {
+            for (name, flag) in [(BERTH_NOFSYNC, "--no-fsync"), (BERTH_DIRECT, "--direct-io")] {
+                if let Some(s) = start_berth(&args, &wd.join(name), name, &[flag], &mut res).await?
+                {
+                    variants.push((s, name));
+                }
+            }
+        }
+        b
     } else {
-        (None, None)
+        None
     };
     let registries: Vec<(&Server, &str)> = [(dist.as_ref(), DIST), (berth.as_ref(), BERTH)]
         .into_iter()
@@ -262,13 +260,13 @@ async fn run(args: Args) -> Result<i32> {
     }
 
     if !args.big_only {
-        main_stage(&args, &p, &wd, &registries, berth_nf.as_ref(), &mut res).await?;
+        main_stage(&args, &p, &wd, &registries, &variants, &mut res).await?;
     }
     if args.big || args.big_only {
         big_stage(&args, &wd, &registries, &mut res).await;
     }
 
-    drop(berth_nf);
+    drop(variants);
     drop(berth);
     drop(dist);
     if args.keep {
@@ -308,7 +306,7 @@ async fn main_stage(
     p: &Params,
     wd: &std::path::Path,
     registries: &[(&Server, &str)],
-    berth_nf: Option<&Server>,
+    variants: &[(Server, &str)],
     res: &mut Results,
 ) -> Result<()> {
     eprintln!(
@@ -351,13 +349,18 @@ async fn main_stage(
     for round in 0..args.rounds {
         eprintln!("== round {}/{}", round + 1, args.rounds);
         for (i, (s, name)) in registries.iter().enumerate() {
-            workloads::blob_round(s, name, &src, round, p, true, res).await;
+            workloads::blob_round(s, name, &src, round, p, Pulls::All, res).await;
             if meta_ok[i] {
                 workloads::meta_round(s, name, &objs, round, p, res).await;
             }
         }
-        if let Some(s) = berth_nf {
-            workloads::blob_round(s, BERTH_NOFSYNC, &src, round, p, false, res).await;
+        for (s, name) in variants {
+            let pulls = if *name == BERTH_DIRECT {
+                Pulls::First // what direct I/O costs the pull that follows a push
+            } else {
+                Pulls::None
+            };
+            workloads::blob_round(s, name, &src, round, p, pulls, res).await;
         }
         workloads::pull_set(nginx.addr, "/blob.bin", &nginx_blob, NGINX, p.parallel, res).await;
         let get = std::sync::Arc::new(load::Op::Get {
@@ -380,8 +383,10 @@ async fn machine_ceilings(args: &Args, wd: &std::path::Path, secs: u64, res: &mu
     let dd_mib = (args.blob_size >> 20).max(1);
     let r = ceilings::sha256_openssl(secs).await;
     ceiling(res, report::SHA_OPENSSL, r);
-    let r = ceilings::disk_write_fsync(wd, dd_mib).await;
+    let r = ceilings::disk_write_fsync(wd, dd_mib, false).await;
     ceiling(res, report::DISK_FSYNC, r);
+    let r = ceilings::disk_write_fsync(wd, dd_mib, true).await;
+    ceiling(res, report::DISK_FSYNC_DIRECT, r);
     let r = ceilings::loopback_iperf3(secs).await;
     ceiling(res, report::LOOPBACK, r);
 }
@@ -421,8 +426,10 @@ async fn big_stage(
         let r = ceilings::sha256_openssl(3).await;
         ceiling(res, report::SHA_OPENSSL, r);
     }
-    let r = ceilings::disk_write_fsync(wd, (args.big_size >> 20).max(1)).await;
+    let r = ceilings::disk_write_fsync(wd, (args.big_size >> 20).max(1), false).await;
     ceiling(res, report::DISK_FSYNC_BIG, r);
+    let r = ceilings::disk_write_fsync(wd, (args.big_size >> 20).max(1), true).await;
+    ceiling(res, report::DISK_FSYNC_BIG_DIRECT, r);
 }
 
 fn machine_line(args: &Args) -> String {
