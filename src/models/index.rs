@@ -305,7 +305,11 @@ pub fn extract(
         total_size: 0,
         annotations: m.annotations.clone(),
     };
-    record.total_size = record.blobs().values().sum();
+    // Sizes are client-declared: a sum past u64 saturates instead of wrapping.
+    record.total_size = record
+        .blobs()
+        .values()
+        .fold(0u64, |a, b| a.saturating_add(*b));
     record
 }
 

@@ -43,13 +43,13 @@ pub(super) fn index(txn: &WriteTransaction, repo: &str, record: &ModelRecord) ->
         let b = blob.to_string();
         let refs = blobs.get((repo, b.as_str()))?.map(|v| v.value().0);
         if refs.is_none() {
-            added += size;
+            added = added.saturating_add(size);
         }
         blobs.insert((repo, b.as_str()), (refs.unwrap_or(0) + 1, size))?;
     }
     let mut models = txn.open_table(MODELS)?;
     let (count, total) = models.get(repo)?.map(|v| v.value()).unwrap_or((0, 0));
-    models.insert(repo, (count + 1, total + added))?;
+    models.insert(repo, (count + 1, total.saturating_add(added)))?;
     Ok(())
 }
 
