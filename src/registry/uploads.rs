@@ -10,7 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Hasher};
-use crate::store::{ByteStream, UploadRecord};
+use crate::store::{BlobStore, ByteStream, UploadRecord};
 
 /// Live state of one upload session.
 pub(super) struct Session {
@@ -40,24 +40,42 @@ pub enum MountOutcome {
 /// Bodies at least this large (or of unknown length) are hashed on a thread of
 /// their own; smaller ones inline, where a thread hand-off would cost more than it saves.
 const BACKGROUND_HASH_MIN: u64 = 1 << 20;
-/// Received buffers queued for the hashing thread.
-const HASH_QUEUE: usize = 16;
+/// Received buffers go to the hashing thread in batches of at least this many
+/// bytes. One hand-off per buffer (tens of KiB off a socket) woke the thread and
+/// the receiving task tens of thousands of times per GiB; a batch wakes each once.
+const HASH_BATCH: usize = 1 << 20;
+/// Batches queued for the hashing thread.
+const HASH_QUEUE: usize = 4;
+
+/// A hasher with the number of bytes it has been fed.
+struct Hashed {
+    hasher: Hasher,
+    len: u64,
+}
+
+impl Hashed {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+}
 
 /// Feeds `body` through `hasher` as it streams on. Large bodies are hashed on a
 /// blocking thread, so that one core hashes while others receive and write: the
 /// hash is the costliest step of a push, and on the receiving task it would make
 /// the push as slow as receiving and hashing added up. The future yields the
-/// hasher once the stream has ended, or `None` if some bytes went unhashed.
+/// hasher and the bytes it saw once the stream has ended (or been dropped).
 fn hash_alongside(
     body: ByteStream,
     hasher: Option<Hasher>,
     expected_len: Option<u64>,
-) -> (ByteStream, BoxFuture<'static, Option<Hasher>>) {
-    let Some(mut hasher) = hasher else {
+) -> (ByteStream, BoxFuture<'static, Option<Hashed>>) {
+    let Some(hasher) = hasher else {
         return (body, futures_util::future::ready(None).boxed());
     };
+    let mut hashed = Hashed { hasher, len: 0 };
     if expected_len.is_some_and(|n| n < BACKGROUND_HASH_MIN) {
-        let shared = Arc::new(std::sync::Mutex::new(Some(hasher)));
+        let shared = Arc::new(std::sync::Mutex::new(Some(hashed)));
         let h = shared.clone();
         let body = body.map(move |chunk| {
             if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
@@ -76,25 +94,112 @@ fn hash_alongside(
         };
         return (Box::pin(body), hashed.boxed());
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_QUEUE);
     let thread = tokio::task::spawn_blocking(move || {
-        while let Some(bytes) = rx.blocking_recv() {
-            hasher.update(&bytes);
-        }
-        hasher
-    });
-    let body = body.then(move |chunk| {
-        let tx = tx.clone();
-        async move {
-            if let Ok(bytes) = &chunk {
-                // A failed send means the thread is gone; the hasher is then
-                // lost and the join below reports it.
-                let _ = tx.send(bytes.clone()).await;
+        while let Some(batch) = rx.blocking_recv() {
+            for bytes in &batch {
+                hashed.update(bytes);
             }
-            chunk
         }
+        hashed
+    });
+    let batches = HashBatches {
+        tx: Some(tx),
+        batch: Vec::new(),
+        batch_len: 0,
+    };
+    let body = futures_util::stream::unfold((body, batches), |(mut body, mut b)| async move {
+        let item = body.next().await;
+        match &item {
+            Some(Ok(bytes)) => b.add(bytes.clone()).await,
+            // The end, or an error (after which the hash is not used): hand over the rest.
+            _ => b.flush().await,
+        }
+        item.map(|item| (item, (body, b)))
     });
     (Box::pin(body), async move { thread.await.ok() }.boxed())
+}
+
+/// The sending side of the hashing thread's queue, collecting buffers into batches.
+struct HashBatches {
+    /// `None` once the thread is gone (its hasher is then lost, and the count tells).
+    tx: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+}
+
+impl HashBatches {
+    async fn add(&mut self, bytes: Bytes) {
+        self.batch_len += bytes.len();
+        self.batch.push(bytes);
+        if self.batch_len >= HASH_BATCH {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        self.batch_len = 0;
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(tx) = &self.tx
+            && !batch.is_empty()
+            && tx.send(batch).await.is_err()
+        {
+            self.tx = None;
+        }
+    }
+}
+
+/// Ends `body` with an error as soon as it carries more than `limit` bytes, so a
+/// chunk longer than its `Content-Range` (a chunked body has no length of its
+/// own) cannot write past what it declared. The excess is never passed on.
+fn cap_length(body: ByteStream, limit: u64) -> ByteStream {
+    let cap = body.scan((0u64, false), move |(seen, over), chunk| {
+        if *over {
+            return futures_util::future::ready(None);
+        }
+        let chunk = match chunk {
+            Ok(bytes) if seen.saturating_add(bytes.len() as u64) > limit => {
+                *over = true;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    BodyTooLong(limit),
+                ))
+            }
+            Ok(bytes) => {
+                *seen += bytes.len() as u64;
+                Ok(bytes)
+            }
+            Err(e) => Err(e),
+        };
+        futures_util::future::ready(Some(chunk))
+    });
+    Box::pin(cap)
+}
+
+/// The error [`cap_length`] ends a body with.
+#[derive(Debug, thiserror::Error)]
+#[error("the body is longer than the {0} bytes declared")]
+struct BodyTooLong(u64);
+
+/// Removes a monolithic upload's file unless disarmed: on failure, and also when
+/// the request is dropped mid-way (the client went away), which no `match` sees.
+struct RemoveUploadOnDrop {
+    blobs: Arc<dyn BlobStore>,
+    id: Option<String>,
+}
+
+impl Drop for RemoveUploadOnDrop {
+    fn drop(&mut self) {
+        let (Some(id), Ok(rt)) = (self.id.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let blobs = self.blobs.clone();
+        rt.spawn(async move {
+            if let Err(e) = blobs.delete_upload(&id).await {
+                tracing::warn!(upload = %id, error = %e, "could not remove upload bytes");
+            }
+        });
+    }
 }
 
 fn now_unix() -> u64 {
@@ -247,12 +352,17 @@ impl Registry {
         if s.hashed != size {
             s.hasher = None; // bytes arrived that this process did not hash
         }
+        let body = match expected {
+            Some(n) => cap_length(body, n),
+            None => body,
+        };
         let (body, hashed) = hash_alongside(body, s.hasher.take(), expected);
         let result = self.blobs.append_upload(id, body).await;
-        let hasher = hashed.await;
+        let hashed = hashed.await;
         match result {
             Ok(n) => {
-                s.hasher = hasher;
+                // A hasher that missed some of the bytes is no use: re-read at commit.
+                s.hasher = hashed.filter(|h| h.len == n).map(|h| h.hasher);
                 s.hashed = size + n;
                 if let Some(e) = expected.filter(|&e| e != n) {
                     return Err(RegistryError::SizeInvalid(format!(
@@ -263,6 +373,9 @@ impl Registry {
             }
             Err((_, e)) => {
                 s.hasher = None;
+                if let Some(too_long) = e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
+                    return Err(RegistryError::SizeInvalid(too_long.to_string()));
+                }
                 Err(RegistryError::Body(e))
             }
         }
@@ -318,15 +431,17 @@ impl Registry {
     }
 
     /// Forgets a session and removes its bytes (committed bytes were moved away).
+    /// The record goes first: a request arriving meanwhile then finds no session,
+    /// rather than recreating in-memory state for one that is ending.
     async fn end_session(&self, id: &str) {
+        if let Err(e) = self.meta.delete_upload(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload record");
+        }
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(id);
         }
         if let Err(e) = self.blobs.delete_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload bytes");
-        }
-        if let Err(e) = self.meta.delete_upload(id).await {
-            tracing::warn!(upload = id, error = %e, "could not remove upload record");
         }
     }
 
@@ -335,14 +450,30 @@ impl Registry {
     pub async fn expire_uploads(&self, ttl_secs: u64) -> Result<usize> {
         let cutoff = now_unix().saturating_sub(ttl_secs);
         let files: HashMap<String, u64> = self.blobs.list_uploads().await?.into_iter().collect();
+        let records: HashMap<String, UploadRecord> =
+            self.meta.list_uploads().await?.into_iter().collect();
         let mut removed = 0;
-        for (id, record) in self.meta.list_uploads().await? {
-            let last_write = files.get(&id).copied().unwrap_or(record.started_unix);
-            if last_write < cutoff {
-                tracing::info!(upload = %id, repo = %record.repo, "expiring idle upload session");
-                self.end_session(&id).await;
-                removed += 1;
+        for (id, record) in &records {
+            let last_write = files.get(id).copied().unwrap_or(record.started_unix);
+            if last_write >= cutoff {
+                continue;
             }
+            // A session with a request in progress is not idle, however old its bytes.
+            let live = self.sessions.lock().ok().and_then(|m| m.get(id).cloned());
+            let _guard = match &live {
+                Some(session) => match session.try_lock() {
+                    Ok(guard) => Some(guard),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            tracing::info!(upload = %id, repo = %record.repo, "expiring idle upload session");
+            self.end_session(id).await;
+            removed += 1;
+        }
+        // In-memory state left by a request that raced a session's end.
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|id, _| records.contains_key(id));
         }
         // Files without a session: monolithic uploads cut off by a crash.
         for (id, modified) in files {
@@ -373,7 +504,13 @@ impl Registry {
     ) -> Result<()> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.blobs.create_upload(&id).await?;
+        let mut cleanup = RemoveUploadOnDrop {
+            blobs: self.blobs.clone(),
+            id: Some(id.clone()),
+        };
         let result = self.put_blob_into(repo, &id, digest, length, body).await;
+        // Committed, the bytes are the blob now; failed, they go before we answer.
+        cleanup.id = None;
         if result.is_err() {
             let _ = self.blobs.delete_upload(&id).await;
         }
@@ -406,5 +543,70 @@ impl Registry {
             });
         }
         self.commit(repo, id, digest, size).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(parts: Vec<Vec<u8>>) -> ByteStream {
+        Box::pin(futures_util::stream::iter(
+            parts.into_iter().map(|p| Ok(Bytes::from(p))),
+        ))
+    }
+
+    async fn drain(mut s: ByteStream) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn cap_length_passes_exactly_the_limit_and_never_a_byte_more() {
+        let (out, err) = drain(cap_length(stream_of(vec![vec![1; 4], vec![2; 6]]), 10)).await;
+        assert_eq!((out.len(), err.is_none()), (10, true));
+
+        let s = stream_of(vec![vec![1; 4], vec![2; 7], vec![3; 1]]);
+        let (out, err) = drain(cap_length(s, 10)).await;
+        assert_eq!(
+            out,
+            vec![1; 4],
+            "the chunk crossing the limit is not passed on"
+        );
+        let err = err.expect("an error past the limit");
+        assert!(err.get_ref().is_some_and(|e| e.is::<BodyTooLong>()));
+    }
+
+    /// Large bodies go to the hashing thread in batches; the digest and the count
+    /// must be those of every byte, in order, whatever the buffer sizes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_hash_sees_every_byte_in_order() {
+        let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let mut parts = Vec::new();
+        let mut rest = data.as_slice();
+        for n in [1usize, 70_000, 3 << 20, 13, 1 << 20].into_iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (a, b) = rest.split_at(n.min(rest.len()));
+            parts.push(a.to_vec());
+            rest = b;
+        }
+        let (body, hashed) =
+            hash_alongside(stream_of(parts), Some(Algorithm::Sha256.hasher()), None);
+        let (out, err) = drain(body).await;
+        assert!(err.is_none());
+        assert_eq!(out, data);
+        let hashed = hashed.await.expect("hasher back");
+        assert_eq!(hashed.len, data.len() as u64);
+        let mut want = Algorithm::Sha256.hasher();
+        want.update(&data);
+        assert_eq!(hashed.hasher.finish(), want.finish());
     }
 }

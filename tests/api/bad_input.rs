@@ -357,6 +357,95 @@ async fn bad_content_range_and_unknown_uploads() {
     expect_error(resp, StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN").await;
 }
 
+/// The `Range` end an upload reports, as a byte count.
+async fn upload_progress(c: &reqwest::Client, url: &str) -> u64 {
+    let resp = c.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let range = resp.headers()["range"].to_str().unwrap().to_string();
+    let end: u64 = range.trim_start_matches("0-").parse().unwrap();
+    end + 1
+}
+
+#[tokio::test]
+async fn a_chunk_longer_than_its_content_range_stores_none_of_the_excess() {
+    let srv = TestServer::start();
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "u/long").await;
+    let url = format!("{}{loc}", srv.url);
+    let resp = c
+        .patch(&url)
+        .header("content-range", "0-4")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    // A chunked body has no length of its own: only Content-Range says 10 bytes,
+    // and the body brings 15.
+    let parts: Vec<Result<&'static str, std::io::Error>> = vec![Ok("012345"), Ok("6789EXTRA")];
+    let resp = c
+        .patch(&url)
+        .header("content-range", "5-14")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            parts,
+        )))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::BAD_REQUEST, "SIZE_INVALID").await;
+    // What stays is a prefix of the declared range, never a byte past it.
+    let intended = b"hello0123456789";
+    let kept = upload_progress(&c, &url).await;
+    assert!((5..=15).contains(&kept), "kept {kept} bytes");
+    // The client resumes from the reported offset and the blob is exactly the intended bytes.
+    if kept < 15 {
+        let resp = c
+            .patch(&url)
+            .header("content-range", format!("{kept}-14"))
+            .body(intended[kept as usize..].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    let d = sha256(intended);
+    let resp = c.put(format!("{url}?digest={d}")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let got = send(&c, Method::GET, format!("{}/v2/u/long/blobs/{d}", srv.url)).await;
+    assert_eq!(got.bytes().await.unwrap().as_ref(), intended);
+}
+
+#[tokio::test]
+async fn a_monolithic_push_cut_off_mid_body_leaves_no_upload_behind() {
+    use tokio::io::AsyncWriteExt;
+    let srv = TestServer::start();
+    let d = sha256(b"never finished");
+    let mut s = tokio::net::TcpStream::connect(&srv.addr).await.unwrap();
+    let head = format!(
+        "POST /v2/cut/off/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {}\r\nContent-Length: 10000000\r\n\r\n",
+        srv.addr
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&vec![7u8; 2_000_000]).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(s);
+    let uploads = srv.data_dir.join("uploads");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = walk_files(&uploads);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload bytes left behind: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(walk_files(&srv.data_dir.join("blobs")).is_empty());
+}
+
 #[tokio::test]
 async fn unsupported_methods_and_paths() {
     let srv = TestServer::start();

@@ -274,3 +274,46 @@ async fn idle_upload_sessions_expire() {
         0
     );
 }
+
+/// HTTP/2 frames a body itself: a request may carry one with neither
+/// `Content-Length` nor `Transfer-Encoding`, and the closing `PUT` must still take it.
+#[tokio::test]
+async fn an_http2_put_with_a_body_of_unknown_length_closes_the_upload() {
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let srv = TestServer::start();
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "h2/put").await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let d = sha256(&data);
+
+    let tcp = tokio::net::TcpStream::connect(&srv.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c (prior knowledge) handshake");
+    tokio::spawn(conn);
+    let frames: Vec<Result<Frame<bytes::Bytes>, std::io::Error>> = data
+        .chunks(64 * 1024)
+        .map(|c| Ok(Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    let body = StreamBody::new(futures_util::stream::iter(frames));
+    let req = hyper::Request::put(format!("http://{}{loc}?digest={d}", srv.addr))
+        .body(body)
+        .unwrap();
+    assert!(!req.headers().contains_key("content-length"));
+    let resp = h2.send_request(req).await.unwrap();
+    let status = resp.status();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+
+    let got = send(&c, Method::GET, format!("{}/v2/h2/put/blobs/{d}", srv.url)).await;
+    assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
+}

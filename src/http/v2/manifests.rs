@@ -53,7 +53,7 @@ pub(super) async fn put(
     if ctx.content_length()?.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let bytes = Limited::new(body, limit as usize)
+    let bytes = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .collect()
         .await
         .map_err(|e| {

@@ -92,14 +92,12 @@ impl Ctx<'_> {
                 }),
         }
     }
+}
 
-    /// Whether the request carries a body (a non-zero length or a chunked one).
-    fn has_body(&self) -> Result<bool, ApiError> {
-        Ok(match self.content_length()? {
-            Some(n) => n > 0,
-            None => self.headers.contains_key(header::TRANSFER_ENCODING),
-        })
-    }
+/// Whether a request brought a body. Framing alone cannot tell: an HTTP/2 body
+/// may come with neither `Content-Length` nor `Transfer-Encoding`.
+fn has_body(body: &Body) -> bool {
+    !http_body::Body::is_end_stream(body)
 }
 
 async fn handle(ctx: Ctx<'_>, endpoint: &Endpoint, body: Body) -> Result<Response, ApiError> {

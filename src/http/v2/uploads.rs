@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use super::blobs::internal;
 use super::range::parse_content_range;
-use super::{Ctx, DOCKER_CONTENT_DIGEST, byte_stream, upload_range};
+use super::{Ctx, DOCKER_CONTENT_DIGEST, byte_stream, has_body, upload_range};
 use crate::http::error::ApiError;
 use crate::oci::{Digest, RepoName};
 use crate::registry::{ChunkRange, MountOutcome, RegistryError};
@@ -155,7 +155,7 @@ pub(super) async fn put(
     }
     let range = chunk_range(ctx, repo, id).await?;
     let length = ctx.content_length()?;
-    let body = ctx.has_body()?.then(|| byte_stream(body));
+    let body = has_body(&body).then(|| byte_stream(body));
     ctx.app
         .registry
         .finish_upload(repo.as_str(), id, &digest, range, length, body)
