@@ -1,14 +1,13 @@
 //! Filesystem `BlobStore`: `blobs/<alg>/<hex[0..2]>/<hex>`, uploads in `uploads/<id>`,
 //! small writes staged in `tmp/`. Every commit is write, fsync, rename, fsync dir.
 
-use std::io::{SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::append::Appender;
 use super::blob::{BlobReader, BlobStore, ByteRange, ByteStream};
@@ -109,6 +108,94 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// Streams the next `len` bytes of `file`, from where it stands, in buffers of
+/// `IO_CHUNK` read on the blocking pool straight into the buffer handed on (one
+/// copy out of the page cache; `tokio::fs::File` adds a second, through a buffer
+/// of its own). The next buffer is read while the current one is sent. No thread
+/// is held while the client is slow to take the bytes: a pull that stalls costs
+/// memory for its few buffers, not a blocking thread.
+fn read_stream(file: std::fs::File, len: u64) -> ByteStream {
+    let mut reader = Reader {
+        file: Arc::new(file),
+        left: len,
+        next: None,
+        pool: Arc::new(std::sync::Mutex::new(Vec::new())),
+    };
+    reader.prefetch();
+    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
+        let read = r.next.take()?.await;
+        let buf = match read {
+            Ok(Ok(buf)) => buf,
+            Ok(Err(e)) => return Some((Err(e), r)), // `next` is empty: the stream ends
+            Err(join) => return Some((Err(std::io::Error::other(join)), r)),
+        };
+        r.prefetch();
+        let pooled = PooledBuf {
+            buf,
+            pool: r.pool.clone(),
+        };
+        Some((Ok(Bytes::from_owner(pooled)), r))
+    }))
+}
+
+/// The state of one [`read_stream`].
+struct Reader {
+    file: Arc<std::fs::File>,
+    left: u64,
+    next: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>>,
+    /// Buffers the response has finished with. Reusing them matters: memory
+    /// that is new to the process costs a page fault per page (and, on a VM
+    /// whose host backs memory lazily, far more), which was most of a pull's CPU.
+    pool: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Reader {
+    /// Starts reading the next buffer, if any bytes are left.
+    fn prefetch(&mut self) {
+        if self.left == 0 {
+            return;
+        }
+        let n = self.left.min(IO_CHUNK as u64);
+        self.left -= n;
+        let file = self.file.clone();
+        let mut buf = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| Vec::with_capacity(IO_CHUNK));
+        self.next = Some(tokio::task::spawn_blocking(move || {
+            buf.clear();
+            // `read_to_end` fills spare capacity without zeroing it first.
+            file.as_ref().take(n).read_to_end(&mut buf)?;
+            if (buf.len() as u64) < n {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(buf)
+        }));
+    }
+}
+
+/// A buffer that goes back to its stream's pool once the response drops it.
+struct PooledBuf {
+    buf: Vec<u8>,
+    pool: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn stat(&self, digest: &Digest) -> StoreResult<Option<u64>> {
@@ -121,23 +208,25 @@ impl BlobStore for FsBlobStore {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> StoreResult<Option<BlobReader>> {
-        let Some(mut file) =
-            not_found_as_none(tokio::fs::File::open(self.blob_path(digest)).await)?
-        else {
-            return Ok(None);
-        };
-        let size = file.metadata().await?.len();
-        let (start, len) = match range {
-            Some(r) => (r.start, r.len()),
-            None => (0, size),
-        };
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        let stream = ReaderStream::with_capacity(file.take(len), IO_CHUNK);
-        Ok(Some(BlobReader {
+        let path = self.blob_path(digest);
+        let opened = blocking(move || {
+            let Some(mut file) = not_found_as_none(std::fs::File::open(path))? else {
+                return Ok(None);
+            };
+            let size = file.metadata()?.len();
+            let (start, len) = match range {
+                Some(r) => (r.start, r.len()),
+                None => (0, size),
+            };
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            Ok(Some((file, size, len)))
+        })
+        .await?;
+        Ok(opened.map(|(file, size, len)| BlobReader {
             size,
-            stream: Box::pin(stream),
+            stream: read_stream(file, len),
         }))
     }
 
@@ -263,13 +352,18 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read_upload(&self, id: &str) -> StoreResult<ByteStream> {
-        let file = tokio::fs::File::open(self.upload_path(id))
-            .await
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => StoreError::UploadNotFound(id.to_string()),
-                _ => StoreError::Io(e),
-            })?;
-        Ok(Box::pin(ReaderStream::with_capacity(file, IO_CHUNK)))
+        let path = self.upload_path(id);
+        let opened = blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await;
+        let (file, len) = opened.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::UploadNotFound(id.to_string()),
+            _ => StoreError::Io(e),
+        })?;
+        Ok(read_stream(file, len))
     }
 
     async fn commit_upload(&self, id: &str, digest: &Digest) -> StoreResult<()> {
@@ -303,5 +397,31 @@ impl BlobStore for FsBlobStore {
             Ok(out)
         })
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    /// A file that ends before the length it was opened for (cut short under
+    /// us) ends the stream with an error, never with silently fewer bytes.
+    #[tokio::test]
+    async fn read_stream_reports_a_file_shorter_than_promised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short");
+        std::fs::write(&path, vec![5u8; (1 << 20) + 10]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut s = super::read_stream(file, 3 << 20);
+        let mut got = 0;
+        let mut failed = None;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => got += b.len(),
+                Err(e) => failed = Some(e.kind()),
+            }
+        }
+        assert_eq!(got, 1 << 20, "the whole buffers that could be read");
+        assert_eq!(failed, Some(std::io::ErrorKind::UnexpectedEof));
     }
 }
