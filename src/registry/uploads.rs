@@ -21,6 +21,9 @@ pub(super) struct Session {
     hashed: u64,
 }
 
+/// A session, locked for the request (or the append) working on it.
+type SessionGuard = tokio::sync::OwnedMutexGuard<Session>;
+
 /// A `Content-Range` of a chunk: inclusive start and end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRange {
@@ -44,8 +47,23 @@ const BACKGROUND_HASH_MIN: u64 = 1 << 20;
 /// bytes. One hand-off per buffer (tens of KiB off a socket) woke the thread and
 /// the receiving task tens of thousands of times per GiB; a batch wakes each once.
 const HASH_BATCH: usize = 1 << 20;
+/// Most buffers in one batch, so that a body sent in tiny chunks cannot make a
+/// batch's bookkeeping outgrow its bytes.
+const HASH_BATCH_BUFFERS: usize = 256;
 /// Batches queued for the hashing thread.
 const HASH_QUEUE: usize = 4;
+
+/// Hashing threads that may run at once; uploads beyond them hash on their own
+/// task. The threads are plain OS threads, not tokio's blocking pool: a hasher
+/// waits for bytes that only flow once the store has opened the upload on that
+/// pool, so with the pool full of hashers no upload could ever start writing.
+fn hashing_threads() -> &'static Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(tokio::sync::Semaphore::new(2 * cores.max(2)))
+    })
+}
 
 /// A hasher with the number of bytes it has been fed.
 struct Hashed {
@@ -61,10 +79,10 @@ impl Hashed {
 }
 
 /// Feeds `body` through `hasher` as it streams on. Large bodies are hashed on a
-/// blocking thread, so that one core hashes while others receive and write: the
-/// hash is the costliest step of a push, and on the receiving task it would make
-/// the push as slow as receiving and hashing added up. The future yields the
-/// hasher and the bytes it saw once the stream has ended (or been dropped).
+/// thread of their own, so that one core hashes while others receive and write:
+/// the hash is the costliest step of a push, and on the receiving task it would
+/// make the push as slow as receiving and hashing added up. The future yields
+/// the hasher and the bytes it saw once the stream has ended (or been dropped).
 fn hash_alongside(
     body: ByteStream,
     hasher: Option<Hasher>,
@@ -74,35 +92,30 @@ fn hash_alongside(
         return (body, futures_util::future::ready(None).boxed());
     };
     let mut hashed = Hashed { hasher, len: 0 };
-    if expected_len.is_some_and(|n| n < BACKGROUND_HASH_MIN) {
-        let shared = Arc::new(std::sync::Mutex::new(Some(hashed)));
-        let h = shared.clone();
-        let body = body.map(move |chunk| {
-            if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
-                && let Some(h) = guard.as_mut()
-            {
-                h.update(bytes);
-            }
-            chunk
-        });
-        // Awaited after the store has consumed (and dropped) the body.
-        let hashed = async move {
-            Arc::try_unwrap(shared)
-                .ok()
-                .and_then(|m| m.into_inner().ok())
-                .flatten()
-        };
-        return (Box::pin(body), hashed.boxed());
-    }
+    let permit = match expected_len {
+        Some(n) if n < BACKGROUND_HASH_MIN => None,
+        _ => hashing_threads().clone().try_acquire_owned().ok(),
+    };
+    let Some(permit) = permit else {
+        return hash_inline(body, hashed);
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_QUEUE);
-    let thread = tokio::task::spawn_blocking(move || {
-        while let Some(batch) = rx.blocking_recv() {
-            for bytes in &batch {
-                hashed.update(bytes);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("berth-hash".into())
+        .spawn(move || {
+            let _permit = permit;
+            while let Some(batch) = rx.blocking_recv() {
+                for bytes in &batch {
+                    hashed.update(bytes);
+                }
             }
-        }
-        hashed
-    });
+            let _ = done_tx.send(hashed);
+        });
+    if thread.is_err() {
+        // No thread: the hasher went with the closure; the upload is re-read at commit.
+        return (body, futures_util::future::ready(None).boxed());
+    }
     let batches = HashBatches {
         tx: Some(tx),
         batch: Vec::new(),
@@ -117,7 +130,32 @@ fn hash_alongside(
         }
         item.map(|item| (item, (body, b)))
     });
-    (Box::pin(body), async move { thread.await.ok() }.boxed())
+    (Box::pin(body), async move { done_rx.await.ok() }.boxed())
+}
+
+/// Hashes `body` on the task that polls it.
+fn hash_inline(
+    body: ByteStream,
+    hashed: Hashed,
+) -> (ByteStream, BoxFuture<'static, Option<Hashed>>) {
+    let shared = Arc::new(std::sync::Mutex::new(Some(hashed)));
+    let h = shared.clone();
+    let body = body.map(move |chunk| {
+        if let (Ok(bytes), Ok(mut guard)) = (&chunk, h.lock())
+            && let Some(h) = guard.as_mut()
+        {
+            h.update(bytes);
+        }
+        chunk
+    });
+    // Awaited after the store has consumed (and dropped) the body.
+    let hashed = async move {
+        Arc::try_unwrap(shared)
+            .ok()
+            .and_then(|m| m.into_inner().ok())
+            .flatten()
+    };
+    (Box::pin(body), hashed.boxed())
 }
 
 /// The sending side of the hashing thread's queue, collecting buffers into batches.
@@ -132,7 +170,7 @@ impl HashBatches {
     async fn add(&mut self, bytes: Bytes) {
         self.batch_len += bytes.len();
         self.batch.push(bytes);
-        if self.batch_len >= HASH_BATCH {
+        if self.batch_len >= HASH_BATCH || self.batch.len() >= HASH_BATCH_BUFFERS {
             self.flush().await;
         }
     }
@@ -307,20 +345,25 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let session = self.session(repo, id).await?;
-        let mut s = session.lock().await;
-        self.append_locked(&mut s, id, range, length, last, body)
-            .await
+        let s = session.lock_owned().await;
+        let (_, size) = self.append_locked(s, id, range, length, last, body).await?;
+        Ok(size)
     }
 
+    /// Appends to the upload whose session `s` holds, and hands the session back
+    /// with the new size. The bytes are written on a task of its own that keeps
+    /// the session locked until the store has finished: if the request is
+    /// dropped mid-way (the client went away), its writer may still have bytes
+    /// queued, and another request must not commit the file under it meanwhile.
     async fn append_locked(
         &self,
-        s: &mut Session,
+        mut s: SessionGuard,
         id: &str,
         range: Option<ChunkRange>,
         length: Option<u64>,
         last: bool,
         body: ByteStream,
-    ) -> Result<u64> {
+    ) -> Result<(SessionGuard, u64)> {
         let size = self.stored_len(id).await?;
         let out_of_order = |reason: String| RegistryError::ChunkOutOfOrder { size, reason };
         if let Some(r) = range {
@@ -357,8 +400,14 @@ impl Registry {
             None => body,
         };
         let (body, hashed) = hash_alongside(body, s.hasher.take(), expected);
-        let result = self.blobs.append_upload(id, body).await;
-        let hashed = hashed.await;
+        let (blobs, upload) = (self.blobs.clone(), id.to_string());
+        let append = tokio::spawn(async move {
+            let result = blobs.append_upload(&upload, body).await;
+            (s, result, hashed.await)
+        });
+        let (mut s, result, hashed) = append
+            .await
+            .map_err(|e| RegistryError::Body(std::io::Error::other(e)))?;
         match result {
             Ok(n) => {
                 // A hasher that missed some of the bytes is no use: re-read at commit.
@@ -369,7 +418,7 @@ impl Registry {
                         "received {n} bytes where {e} were declared"
                     )));
                 }
-                Ok(size + n)
+                Ok((s, size + n))
             }
             Err((_, e)) => {
                 s.hasher = None;
@@ -393,10 +442,9 @@ impl Registry {
         body: Option<ByteStream>,
     ) -> Result<()> {
         let session = self.session(repo, id).await?;
-        let mut s = session.lock().await;
+        let mut s = session.lock_owned().await;
         if let Some(body) = body {
-            self.append_locked(&mut s, id, range, length, true, body)
-                .await?;
+            (s, _) = self.append_locked(s, id, range, length, true, body).await?;
         }
         let size = self.stored_len(id).await?;
         let computed = match (digest.algorithm(), s.hasher.take()) {
@@ -471,9 +519,31 @@ impl Registry {
             self.end_session(id).await;
             removed += 1;
         }
-        // In-memory state left by a request that raced a session's end.
-        if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.retain(|id, _| records.contains_key(id));
+        // In-memory state left by a request that raced a session's end: entries
+        // whose record is gone now (not merely absent from the listing above,
+        // which a session started since is) and which no request holds.
+        let unlisted: Vec<_> = self
+            .sessions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(id, _)| !records.contains_key(*id))
+                    .map(|(id, s)| (id.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (id, session) in unlisted {
+            if self.meta.upload(&id).await?.is_some() {
+                continue;
+            }
+            let Ok(_held) = session.try_lock() else {
+                continue;
+            };
+            if let Ok(mut m) = self.sessions.lock()
+                && m.get(&id).is_some_and(|s| Arc::ptr_eq(s, &session))
+            {
+                m.remove(&id);
+            }
         }
         // Files without a session: monolithic uploads cut off by a crash.
         for (id, modified) in files {
@@ -525,14 +595,14 @@ impl Registry {
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<()> {
-        let mut s = Session {
+        let s = Arc::new(tokio::sync::Mutex::new(Session {
             hasher: Some(digest.algorithm().hasher()),
             hashed: 0,
-        };
-        let size = self
-            .append_locked(&mut s, id, None, length, true, body)
+        }));
+        let (mut s, size) = self
+            .append_locked(s.lock_owned().await, id, None, length, true, body)
             .await?;
-        let computed = match s.hasher {
+        let computed = match s.hasher.take() {
             Some(h) if s.hashed == size => h.finish(),
             _ => self.rehash_upload(id, digest.algorithm()).await?,
         };
@@ -581,6 +651,49 @@ mod tests {
         );
         let err = err.expect("an error past the limit");
         assert!(err.get_ref().is_some_and(|e| e.is::<BodyTooLong>()));
+    }
+
+    #[tokio::test]
+    async fn hash_batches_hold_a_bounded_number_of_buffers() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 12);
+        let mut b = HashBatches {
+            tx: Some(tx),
+            batch: Vec::new(),
+            batch_len: 0,
+        };
+        for _ in 0..1000 {
+            b.add(Bytes::from_static(b"x")).await;
+        }
+        b.flush().await;
+        drop(b);
+        let mut sizes = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            sizes.push(batch.len());
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 1000);
+        assert!(sizes.iter().all(|&n| n <= HASH_BATCH_BUFFERS), "{sizes:?}");
+    }
+
+    /// With every hashing thread taken, a large body is hashed inline, and as well.
+    #[tokio::test]
+    async fn without_a_free_hashing_thread_the_body_is_hashed_inline() {
+        let all = hashing_threads().available_permits() as u32;
+        let _taken = hashing_threads()
+            .clone()
+            .acquire_many_owned(all)
+            .await
+            .unwrap();
+        let data = vec![9u8; 3 << 20];
+        let parts = data.chunks(100_000).map(<[u8]>::to_vec).collect();
+        let (body, hashed) =
+            hash_alongside(stream_of(parts), Some(Algorithm::Sha256.hasher()), None);
+        let (out, err) = drain(body).await;
+        assert!(err.is_none() && out == data);
+        let hashed = hashed.await.expect("hasher back");
+        let mut want = Algorithm::Sha256.hasher();
+        want.update(&data);
+        assert_eq!(hashed.len, data.len() as u64);
+        assert_eq!(hashed.hasher.finish(), want.finish());
     }
 
     /// Large bodies go to the hashing thread in batches; the digest and the count
