@@ -620,6 +620,9 @@ impl Registry {
 mod tests {
     use super::*;
 
+    /// Serialises the tests that depend on how many hashing threads are free.
+    static PERMITS_IN_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     fn stream_of(parts: Vec<Vec<u8>>) -> ByteStream {
         Box::pin(futures_util::stream::iter(
             parts.into_iter().map(|p| Ok(Bytes::from(p))),
@@ -677,6 +680,7 @@ mod tests {
     /// With every hashing thread taken, a large body is hashed inline, and as well.
     #[tokio::test]
     async fn without_a_free_hashing_thread_the_body_is_hashed_inline() {
+        let _serial = PERMITS_IN_TEST.lock().await;
         let all = hashing_threads().available_permits() as u32;
         let _taken = hashing_threads()
             .clone()
@@ -700,6 +704,8 @@ mod tests {
     /// must be those of every byte, in order, whatever the buffer sizes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn background_hash_sees_every_byte_in_order() {
+        // Not while the test above holds every hashing thread: this one is about the thread.
+        let _serial = PERMITS_IN_TEST.lock().await;
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
         let mut parts = Vec::new();
         let mut rest = data.as_slice();
