@@ -124,6 +124,8 @@ impl ParsedManifest {
         };
         let artifact_type = match &raw.artifact_type {
             None | Some(serde_json::Value::Null) => None,
+            // Empty counts as missing: the spec's fallback applies to both.
+            Some(serde_json::Value::String(s)) if s.is_empty() => None,
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(ManifestError::Field("artifactType")),
         };
@@ -281,6 +283,24 @@ mod tests {
         }
         let bad_size = image("").replace("\"size\":0,\"from\"", "\"size\":-1,\"from\"");
         assert!(ParsedManifest::parse(bad_size.as_bytes(), None).is_err());
+    }
+
+    /// The spec's referrers rule: an empty or missing `artifactType` becomes the
+    /// config media type of an image manifest and stays absent for an index.
+    #[test]
+    fn empty_artifact_type_counts_as_missing() {
+        let body = image(r#","artifactType":"""#);
+        let m = ParsedManifest::parse(body.as_bytes(), None).unwrap();
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"","manifests":[]}}"#,
+            media::OCI_INDEX
+        );
+        let m = ParsedManifest::parse(index.as_bytes(), None).unwrap();
+        assert_eq!(m.artifact_type, None);
     }
 
     #[test]

@@ -300,3 +300,41 @@ async fn a_model_pushed_by_the_oras_sdk_with_berth_annotations_is_listed() {
     assert_eq!(v["layers"][0]["path"], "weights.bin");
     assert_eq!(v["layers"][0]["size"], 4096);
 }
+
+/// Descriptor sizes are the client's word. Sizes that overflow any sum must not
+/// break indexing, listing or deleting the version.
+#[tokio::test]
+async fn absurd_declared_sizes_neither_overflow_nor_block_deletion() {
+    let srv = TestServer::start();
+    let (c, url) = (client(), srv.url.as_str());
+    let repo = "huge/sizes";
+    let cfg = blob(&c, url, repo, MP_CONFIG, b"{}", None).await;
+    let mut a = blob(&c, url, repo, MP_WEIGHT, b"a", Some("a.bin")).await;
+    let mut b = blob(&c, url, repo, MP_WEIGHT, b"b", Some("b.bin")).await;
+    a["size"] = json!(1u64 << 63);
+    b["size"] = json!(1u64 << 63);
+    let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": MP_MANIFEST, "config": cfg, "layers": [a, b],
+        "annotations": { "dev.berth.metric.auc": "0.5" } });
+    let d = put_manifest(&c, url, repo, "v1", &m).await;
+    get_json(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/versions/v1"),
+        StatusCode::OK,
+    )
+    .await;
+    get_json(&c, url, "/api/v1/models", StatusCode::OK).await;
+    let resp = c
+        .delete(format!("{url}/v2/{repo}/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    get_json(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/versions/v1"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}

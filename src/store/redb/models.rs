@@ -75,7 +75,8 @@ pub(super) fn unindex(txn: &WriteTransaction, repo: &str, digest: &str) -> Store
             }
             Some((_, size)) => {
                 blobs.remove((repo, b.as_str()))?;
-                freed += size;
+                // Sizes are client-declared; the totals saturate as they do when indexing.
+                freed = freed.saturating_add(size);
             }
             None => {}
         }
