@@ -333,29 +333,43 @@ impl Registry {
 
     /// The referrers of `digest` (OCI 1.1 referrers API); `None` if the registry has no such API.
     pub async fn referrers(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<Descriptor>>> {
-        let url = self.url(&format!("v2/{repo}/referrers/{digest}"))?;
-        let what = format!("GET {url}");
-        let req = self.http.get(url).header(header::ACCEPT, OCI_INDEX);
-        let resp = self.send(req, &what).await?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(None),
-            _ => return Err(status_error(resp, &what).await),
+        let mut url = self.url(&format!("v2/{repo}/referrers/{digest}"))?;
+        let mut all = Vec::new();
+        // Registries page long lists with `Link: <…>; rel="next"`; follow them, boundedly.
+        for _ in 0..MAX_REFERRER_PAGES {
+            let what = format!("GET {url}");
+            let req = self.http.get(url.clone()).header(header::ACCEPT, OCI_INDEX);
+            let resp = self.send(req, &what).await?;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND if all.is_empty() => return Ok(None),
+                _ => return Err(status_error(resp, &what).await),
+            }
+            let next = next_link(resp.headers())
+                .map(|l| resp.url().join(&l))
+                .transpose()
+                .with_context(|| format!("{what}: a malformed Link header"))?;
+            let body = read_capped(resp, MAX_MANIFEST_BYTES, &what).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .with_context(|| format!("{what}: the referrers index is not JSON"))?;
+            let list = v
+                .get("manifests")
+                .and_then(|m| m.as_array())
+                .ok_or_else(|| anyhow!("{what}: the referrers index has no manifests list"))?;
+            for d in list {
+                all.push(
+                    serde_json::from_value::<Descriptor>(d.clone())
+                        .with_context(|| format!("{what}: invalid descriptor {d}"))?,
+                );
+            }
+            match next {
+                Some(n) => url = n,
+                None => return Ok(Some(all)),
+            }
         }
-        let body = read_capped(resp, MAX_MANIFEST_BYTES, &what).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .with_context(|| format!("{what}: the referrers index is not JSON"))?;
-        let list = v
-            .get("manifests")
-            .and_then(|m| m.as_array())
-            .ok_or_else(|| anyhow!("{what}: the referrers index has no manifests list"))?;
-        list.iter()
-            .map(|d| {
-                serde_json::from_value::<Descriptor>(d.clone())
-                    .with_context(|| format!("{what}: invalid descriptor {d}"))
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        Err(anyhow!(
+            "referrers of {digest}: more than {MAX_REFERRER_PAGES} pages"
+        ))
     }
 
     /// A raw request against a path under the base URL (for commands with their own needs).
@@ -464,9 +478,52 @@ fn registry_error_message(body: &[u8]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// Pages of a referrers listing a client follows before giving up.
+const MAX_REFERRER_PAGES: usize = 1000;
+
+/// The target of a `Link: <…>; rel="next"` header, if any.
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let is_next = params
+                .split(';')
+                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            is_next.then(|| target.to_string())
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links() {
+        let mut h = HeaderMap::new();
+        assert_eq!(next_link(&h), None);
+        h.insert(
+            header::LINK,
+            "</v2/a/referrers/sha256:x?last=sha256:y>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("/v2/a/referrers/sha256:x?last=sha256:y")
+        );
+        h.insert(
+            header::LINK,
+            "</p>; rel=\"prev\", </n>; rel=next".parse().unwrap(),
+        );
+        assert_eq!(next_link(&h).as_deref(), Some("/n"));
+        h.insert(header::LINK, "garbage".parse().unwrap());
+        assert_eq!(next_link(&h), None);
+    }
 
     #[test]
     fn upload_ranges() {

@@ -28,17 +28,50 @@ impl Registry {
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of one
-    /// artifact type. An unknown subject has no referrers (not an error).
+    /// artifact type, in digest order after `last`. An unknown subject has no
+    /// referrers (not an error). A page stops before its index would outgrow the
+    /// largest manifest we accept (clients cap what they read as a manifest), or at
+    /// the page limit; the digest to continue after comes with it when more remain.
     pub async fn referrers(
         &self,
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Descriptor>> {
-        let mut all = self.meta.referrers(repo, subject).await?;
-        if let Some(t) = artifact_type {
-            all.retain(|d| d.artifact_type.as_deref() == Some(t));
+        last: Option<&str>,
+    ) -> Result<ReferrersPage> {
+        let all = self.meta.referrers(repo, subject).await?;
+        let matching = all.into_iter().filter(|d| {
+            artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))
+                && last.is_none_or(|l| d.digest.to_string().as_str() > l)
+        });
+        // Room for the index around the descriptors.
+        let budget = usize::try_from(self.limits.max_manifest_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(REFERRERS_ENVELOPE);
+        let mut page = ReferrersPage::default();
+        let mut used = 0usize;
+        for d in matching {
+            // Every page carries at least one descriptor, so paging always moves on.
+            let len = serde_json::to_vec(&d).map_or(0, |v| v.len()) + 1;
+            let full = page.manifests.len() >= self.limits.max_page || used + len > budget;
+            if full && !page.manifests.is_empty() {
+                page.next_after = page.manifests.last().map(|d| d.digest.to_string());
+                break;
+            }
+            used += len;
+            page.manifests.push(d);
         }
-        Ok(all)
+        Ok(page)
     }
+}
+
+/// Bytes set aside for the referrers index around its descriptors.
+const REFERRERS_ENVELOPE: usize = 256;
+
+/// One page of a referrers listing.
+#[derive(Debug, Default)]
+pub struct ReferrersPage {
+    pub manifests: Vec<Descriptor>,
+    /// When more referrers remain: the digest the next page starts after.
+    pub next_after: Option<String>,
 }

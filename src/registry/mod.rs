@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use error::RegistryError;
+pub use listing::ReferrersPage;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use models::{ModelVersion, VersionPage};
 pub use uploads::{ChunkRange, MountOutcome};

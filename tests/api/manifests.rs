@@ -339,3 +339,90 @@ async fn tags_and_catalog_paginate_with_link() {
     let resp = send(&c, Method::GET, format!("{u}/v2/unknown/repo/tags/list")).await;
     expect_error(resp, StatusCode::NOT_FOUND, "NAME_UNKNOWN").await;
 }
+
+/// A referrers list larger than a client reads as one manifest comes in pages
+/// joined by `Link` headers (the spec's MUST), each page within the manifest
+/// limit, together exactly the referrers, the artifactType filter kept.
+#[tokio::test]
+async fn a_long_referrers_list_is_paged_with_link_headers() {
+    let srv = TestServer::start_with(&["--max-manifest-bytes", "4096"]);
+    let (c, u) = (client(), srv.url.clone());
+    let subject = push_image(&c, &u, "r/many", "v1", "subject").await;
+    let empty = push_blob(&c, &u, "r/many", b"{}").await;
+    let mut pushed = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let at = if i % 2 == 0 {
+            "application/vnd.example.a"
+        } else {
+            "application/vnd.example.b"
+        };
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": at,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 1},
+            "annotations": {"org.example.n": format!("{i}-{}", "x".repeat(200))},
+        });
+        let body = serde_json::to_vec(&m).unwrap();
+        let d = sha256(&body);
+        let resp = c
+            .put(format!("{u}/v2/r/many/manifests/{d}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        pushed.insert((d, at));
+    }
+    for filter in [None, Some("application/vnd.example.b")] {
+        let mut url = format!("{u}/v2/r/many/referrers/{subject}");
+        if let Some(t) = filter {
+            url.push_str(&format!("?artifactType={t}"));
+        }
+        let (mut seen, mut pages) = (Vec::new(), 0);
+        loop {
+            let resp = send(&c, Method::GET, url.clone()).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let link = resp
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().unwrap().to_string());
+            if filter.is_some() {
+                assert_eq!(resp.headers()["oci-filters-applied"], "artifactType");
+            }
+            let body = resp.bytes().await.unwrap();
+            assert!(body.len() <= 4096, "a page of {} bytes", body.len());
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            for m in v["manifests"].as_array().unwrap() {
+                seen.push(m["digest"].as_str().unwrap().to_string());
+            }
+            pages += 1;
+            match link {
+                Some(l) => {
+                    let path = l.split('>').next().unwrap().trim_start_matches('<');
+                    assert!(l.ends_with("rel=\"next\""), "{l}");
+                    url = format!("{u}{path}");
+                }
+                None => break,
+            }
+        }
+        let want: Vec<String> = pushed
+            .iter()
+            .filter(|(_, at)| filter.is_none_or(|t| t == *at))
+            .map(|(d, _)| d.clone())
+            .collect();
+        assert!(pages > 1, "{filter:?}: expected several pages");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            seen.len(),
+            "{filter:?}: a referrer listed twice"
+        );
+        assert_eq!(sorted, want, "{filter:?}");
+    }
+}

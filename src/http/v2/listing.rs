@@ -16,6 +16,10 @@ use crate::store::Page;
 fn pagination(ctx: Ctx<'_>) -> Result<(Option<usize>, Option<&str>), ApiError> {
     let n = match ctx.query.get("n") {
         None => None,
+        // All digits but beyond usize: as many as we give, like any large `n`.
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(v.parse::<usize>().unwrap_or(usize::MAX))
+        }
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -69,19 +73,33 @@ pub(super) async fn referrers(
     subject: &Digest,
 ) -> Result<Response, ApiError> {
     let artifact_type = ctx.query.get("artifactType");
-    let descriptors = ctx
+    let page = ctx
         .app
         .registry
-        .referrers(repo.as_str(), subject, artifact_type)
+        .referrers(repo.as_str(), subject, artifact_type, ctx.query.get("last"))
         .await?;
     let body = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
-        "manifests": descriptors,
+        "manifests": page.manifests,
     });
     let mut b = Response::builder().header(header::CONTENT_TYPE, OCI_INDEX);
     if artifact_type.is_some() {
         b = b.header("oci-filters-applied", "artifactType");
+    }
+    if let Some(after) = &page.next_after {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        if let Some(t) = artifact_type {
+            q.append_pair("artifactType", t);
+        }
+        q.append_pair("last", after);
+        b = b.header(
+            header::LINK,
+            format!(
+                "</v2/{repo}/referrers/{subject}?{}>; rel=\"next\"",
+                q.finish()
+            ),
+        );
     }
     b.body(Body::from(body.to_string())).map_err(internal)
 }
