@@ -72,16 +72,16 @@ fn layer_diff(base: &BTreeMap<&Digest, u64>, this: &BTreeMap<&Digest, u64>) -> L
     for (digest, size) in this {
         if base.contains_key(digest) {
             d.shared_layers += 1;
-            d.shared_bytes += size;
+            d.shared_bytes = d.shared_bytes.saturating_add(*size);
         } else {
             d.new_layers += 1;
-            d.new_bytes += size;
+            d.new_bytes = d.new_bytes.saturating_add(*size);
         }
     }
     for (digest, size) in base {
         if !this.contains_key(digest) {
             d.removed_layers += 1;
-            d.removed_bytes += size;
+            d.removed_bytes = d.removed_bytes.saturating_add(*size);
         }
     }
     d

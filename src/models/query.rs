@@ -170,6 +170,12 @@ impl FromStr for Filter {
     }
 }
 
+/// Numeric order for filters, where -0 equals 0 (a total order would put it below).
+fn num_cmp(a: f64, b: f64) -> Ordering {
+    // Adding +0 turns -0 into +0 and leaves every other value as it is.
+    (a + 0.0).total_cmp(&(b + 0.0))
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(100).collect()
 }
@@ -178,7 +184,7 @@ fn truncate(s: &str) -> String {
 /// text lexically.
 fn cmp_text(a: &str, b: &str) -> Ordering {
     match (parse_metric(a), parse_metric(b)) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(x), Some(y)) => num_cmp(x, y),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => a.cmp(b),
@@ -195,7 +201,7 @@ impl Filter {
                 .get(k)
                 .is_some_and(|p| self.op.holds(cmp_text(p, t))),
             (field, Operand::Number(n)) => sort_key(field, v).is_some_and(|k| match k {
-                Key::Num(x) => self.op.holds(x.total_cmp(n)),
+                Key::Num(x) => self.op.holds(num_cmp(x, *n)),
                 Key::Text(_) => false,
             }),
             _ => false,
@@ -456,6 +462,34 @@ mod tests {
         }
         assert!(decode_token::<Cursor>("zz").is_err());
         assert!(decode_token::<Cursor>(&hex::encode("[1]")).is_err());
+    }
+
+    /// -0 and 0 are the same number to a filter, for metrics and numeric params.
+    #[test]
+    fn negative_zero_equals_zero_in_filters() {
+        let (v, tags) = version("z", 1, Some(-0.0), Some("-0"));
+        for f in [
+            "metrics.auc=0",
+            "metrics.auc>=0",
+            "metrics.auc<=0",
+            "params.lr=0",
+            "params.lr>=0",
+        ] {
+            assert!(f.parse::<Filter>().unwrap().matches(&v, &tags), "{f}");
+        }
+        for f in ["metrics.auc<0", "metrics.auc>0", "params.lr<0"] {
+            assert!(!f.parse::<Filter>().unwrap().matches(&v, &tags), "{f}");
+        }
+    }
+
+    /// A metric stored and read back is the same double (serde_json's exact
+    /// float parsing), so a cursor or an `=` filter built from it still matches.
+    #[test]
+    fn stored_floats_round_trip_exactly() {
+        for x in [0.9123456789012345_f64, 1.0000000000000045e19, 0.1 + 0.2] {
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), x.to_bits(), "{x}");
+        }
     }
 
     #[test]

@@ -324,6 +324,14 @@ async fn absurd_declared_sizes_neither_overflow_nor_block_deletion() {
     )
     .await;
     get_json(&c, url, "/api/v1/models", StatusCode::OK).await;
+    let cmp = get_json(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/compare?versions=v1,v1"),
+        StatusCode::OK,
+    )
+    .await;
+    assert!(cmp.is_object(), "{cmp}");
     let resp = c
         .delete(format!("{url}/v2/{repo}/manifests/{d}"))
         .send()
