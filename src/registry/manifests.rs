@@ -5,7 +5,7 @@ use bytes::Bytes;
 use super::{Registry, RegistryError, Result};
 use crate::oci::media::{self, ManifestKind};
 use crate::oci::{Digest, ParsedManifest, Reference};
-use crate::store::ManifestRecord;
+use crate::store::{ManifestRecord, Required, StoreError};
 
 /// The result of a manifest push.
 pub struct PushedManifest {
@@ -47,7 +47,12 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::sha256_of(&body),
         };
-        self.check_references(repo, &parsed).await?;
+        let (need_blobs, need_manifests) = required_references(&parsed);
+        let required = Required {
+            blobs: &need_blobs,
+            manifests: &need_manifests,
+        };
+        self.check_references(repo, required).await?;
         if self.blobs.stat(&digest).await?.is_none() {
             self.blobs.write_all(&digest, body.clone()).await?;
         }
@@ -67,28 +72,31 @@ impl Registry {
             Reference::Tag(t) => Some(t.as_str()),
             Reference::Digest(_) => None,
         };
+        // Checked again as it is stored: a delete may have come in between.
         self.meta
-            .put_manifest(repo, &record, tag, model.as_ref())
-            .await?;
+            .put_manifest(repo, &record, tag, model.as_ref(), required)
+            .await
+            .map_err(|e| match e {
+                StoreError::ReferenceMissing(d) => RegistryError::ManifestBlobUnknown(d),
+                e => e.into(),
+            })?;
         Ok(PushedManifest {
             digest,
             subject: record.subject,
         })
     }
 
-    /// Every blob an image manifest names (but foreign layers) and every manifest an
-    /// index names must already be in the repository. A subject need not be.
-    async fn check_references(&self, repo: &str, m: &ParsedManifest) -> Result<()> {
-        for d in &m.references {
-            let present = match m.kind {
-                ManifestKind::Image => {
-                    media::is_non_distributable(&d.media_type)
-                        || self.meta.blob_link(repo, &d.digest).await?.is_some()
-                }
-                ManifestKind::Index => self.meta.manifest(repo, &d.digest).await?.is_some(),
-            };
-            if !present {
-                return Err(RegistryError::ManifestBlobUnknown(d.digest.clone()));
+    /// Every reference in `required` must already be in the repository: a quick
+    /// answer before the manifest's bytes are written (the store checks again).
+    async fn check_references(&self, repo: &str, required: Required<'_>) -> Result<()> {
+        for d in required.blobs {
+            if self.meta.blob_link(repo, d).await?.is_none() {
+                return Err(RegistryError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        for d in required.manifests {
+            if self.meta.manifest(repo, d).await?.is_none() {
+                return Err(RegistryError::ManifestBlobUnknown(d.clone()));
             }
         }
         Ok(())
@@ -139,5 +147,24 @@ impl Registry {
         } else {
             Err(RegistryError::ManifestUnknown(reference.to_string()))
         }
+    }
+}
+
+/// What a manifest needs in its repository: every blob an image manifest names
+/// (but foreign layers), every manifest an index names. A subject need not be.
+fn required_references(m: &ParsedManifest) -> (Vec<Digest>, Vec<Digest>) {
+    let digests = |keep: &dyn Fn(&crate::oci::Descriptor) -> bool| {
+        m.references
+            .iter()
+            .filter(|d| keep(d))
+            .map(|d| d.digest.clone())
+            .collect::<Vec<_>>()
+    };
+    match m.kind {
+        ManifestKind::Image => (
+            digests(&|d| !media::is_non_distributable(&d.media_type)),
+            Vec::new(),
+        ),
+        ManifestKind::Index => (Vec::new(), digests(&|_| true)),
     }
 }

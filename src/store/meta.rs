@@ -70,12 +70,16 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Stores a manifest record, optionally tags it, indexes it as a referrer of its
     /// subject and, given a `model`, as a model version: one transaction. A version
     /// already indexed keeps its first record (a re-push does not change it).
+    /// `required` is checked in that same transaction, so that a concurrent
+    /// delete cannot leave the manifest naming what is gone: a missing one is
+    /// `StoreError::ReferenceMissing` and nothing is written.
     async fn put_manifest(
         &self,
         repo: &str,
         record: &ManifestRecord,
         tag: Option<&str>,
         model: Option<&ModelRecord>,
+        required: Required<'_>,
     ) -> StoreResult<()>;
     async fn manifest(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ManifestRecord>>;
     /// Deletes a manifest with the tags that point at it, its referrer entry and its
@@ -120,4 +124,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
     async fn delete_upload(&self, id: &str) -> StoreResult<()>;
     async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;
+}
+
+/// What a manifest needs in its repository when it is stored: linked blobs (an
+/// image's config and layers) and manifests (an index's children).
+#[derive(Debug, Clone, Copy)]
+pub struct Required<'a> {
+    pub blobs: &'a [Digest],
+    pub manifests: &'a [Digest],
+}
+
+impl Required<'_> {
+    pub const NONE: Required<'static> = Required {
+        blobs: &[],
+        manifests: &[],
+    };
 }

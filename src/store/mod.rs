@@ -12,7 +12,7 @@ mod suite;
 mod writeback;
 
 pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
-pub use meta::{ManifestRecord, MetaStore, Page, UploadRecord};
+pub use meta::{ManifestRecord, MetaStore, Page, Required, UploadRecord};
 pub use model::{ModelFilter, ModelPage, ModelRecord, ModelSummary};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum StoreError {
     UploadNotFound(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0} is not in the repository")]
+    ReferenceMissing(crate::oci::Digest),
 }
 
 impl From<::redb::Error> for StoreError {

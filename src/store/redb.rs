@@ -15,7 +15,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::meta::{ManifestRecord, MetaStore, Page, UploadRecord};
+use super::meta::{ManifestRecord, MetaStore, Page, Required, UploadRecord};
 use super::model::{ModelFilter, ModelPage, ModelRecord};
 use super::{StoreError, StoreResult};
 use crate::oci::{Descriptor, Digest};
@@ -186,9 +186,11 @@ impl MetaStore for RedbMetaStore {
         record: &ManifestRecord,
         tag: Option<&str>,
         model: Option<&ModelRecord>,
+        required: Required<'_>,
     ) -> StoreResult<()> {
         let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
         let model = model.cloned();
+        let (need_blobs, need_manifests) = (required.blobs.to_vec(), required.manifests.to_vec());
         let d = record.digest.to_string();
         let json = to_json(record)?;
         let referrer = match &record.subject {
@@ -196,6 +198,27 @@ impl MetaStore for RedbMetaStore {
             None => None,
         };
         self.write(move |txn| {
+            // Checked where a concurrent delete is serialised against this write.
+            let links = txn.open_table(BLOB_LINKS)?;
+            for b in &need_blobs {
+                if links
+                    .get((repo.as_str(), b.to_string().as_str()))?
+                    .is_none()
+                {
+                    return Err(StoreError::ReferenceMissing(b.clone()));
+                }
+            }
+            drop(links);
+            let manifests = txn.open_table(MANIFESTS)?;
+            for m in &need_manifests {
+                if manifests
+                    .get((repo.as_str(), m.to_string().as_str()))?
+                    .is_none()
+                {
+                    return Err(StoreError::ReferenceMissing(m.clone()));
+                }
+            }
+            drop(manifests);
             ensure_repo(txn, &repo)?;
             txn.open_table(MANIFESTS)?
                 .insert((repo.as_str(), d.as_str()), json.as_slice())?;

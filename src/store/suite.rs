@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{BlobStore, ByteRange, ByteStream, ManifestRecord, MetaStore, UploadRecord};
+use super::{
+    BlobStore, ByteRange, ByteStream, ManifestRecord, MetaStore, Required, StoreError, UploadRecord,
+};
 use crate::oci::{Algorithm, Digest};
 
 fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
@@ -208,13 +210,51 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     assert!(!meta.unlink_blob("r/one", &b).await.unwrap());
     assert!(!meta.blob_linked_anywhere(&b).await.unwrap());
 
+    // What a manifest requires is checked as it is stored: missing, nothing is written.
+    let needy = record(b"needs a blob", None);
+    let child = record(b"a child", None).digest;
+    for required in [
+        Required {
+            blobs: std::slice::from_ref(&b),
+            manifests: &[],
+        },
+        Required {
+            blobs: &[],
+            manifests: std::slice::from_ref(&child),
+        },
+    ] {
+        let err = meta
+            .put_manifest("r/one", &needy, Some("needy"), None, required)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ReferenceMissing(_)), "{err}");
+        assert_eq!(meta.manifest("r/one", &needy.digest).await.unwrap(), None);
+        assert_eq!(meta.resolve_tag("r/one", "needy").await.unwrap(), None);
+    }
+    meta.link_blob("r/one", &b, 4).await.unwrap();
+    let required = Required {
+        blobs: std::slice::from_ref(&b),
+        manifests: &[],
+    };
+    meta.put_manifest("r/one", &needy, None, None, required)
+        .await
+        .unwrap();
+    assert!(
+        meta.manifest("r/one", &needy.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(meta.delete_manifest("r/one", &needy.digest).await.unwrap().is_some());
+    assert!(meta.unlink_blob("r/one", &b).await.unwrap());
+
     // Manifests, tags and referrers.
     let subject = record(b"subject", None);
-    meta.put_manifest("r/one", &subject, Some("v1"), None)
+    meta.put_manifest("r/one", &subject, Some("v1"), None, Required::NONE)
         .await
         .unwrap();
     let referrer = record(b"referrer", Some(&subject.digest));
-    meta.put_manifest("r/one", &referrer, None, None)
+    meta.put_manifest("r/one", &referrer, None, None, Required::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -237,7 +277,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     );
 
     for t in ["b", "a", "c", "v2"] {
-        meta.put_manifest("r/one", &subject, Some(t), None)
+        meta.put_manifest("r/one", &subject, Some(t), None, Required::NONE)
             .await
             .unwrap();
     }
@@ -255,7 +295,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     assert!(!meta.delete_tag("r/one", "c").await.unwrap());
 
     // Deleting a manifest removes its tags and its referrer entry, nothing else.
-    meta.put_manifest("r/onex", &subject, Some("other-repo"), None)
+    meta.put_manifest("r/onex", &subject, Some("other-repo"), None, Required::NONE)
         .await
         .unwrap();
     assert!(
@@ -345,7 +385,7 @@ async fn redb_model_index_survives_reopening() {
     let (m, v) = models::version("v1", 7, &[(Digest::sha256_of(b"w"), 5)], &[]);
     {
         let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
-        meta.put_manifest("r", &m, Some("v1"), Some(&v))
+        meta.put_manifest("r", &m, Some("v1"), Some(&v), Required::NONE)
             .await
             .unwrap();
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::oci::Digest;
 use crate::store::model::{BlobRef, LayerRecord, ModelFilter, ModelRecord};
-use crate::store::{ManifestRecord, MetaStore};
+use crate::store::{ManifestRecord, MetaStore, Required};
 
 fn blob(seed: &str, size: u64) -> (Digest, u64) {
     (Digest::sha256_of(seed.as_bytes()), size)
@@ -87,14 +87,14 @@ pub async fn model_index(meta: &dyn MetaStore) {
         &[("stage", "dev")],
     );
     let (m2, v2) = version("v2", 2_000, &[shared.clone(), blob("b", 300)], &[]);
-    meta.put_manifest("team/m", &m1, Some("v1"), Some(&v1))
+    meta.put_manifest("team/m", &m1, Some("v1"), Some(&v1), Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("team/m", &m2, Some("prod"), Some(&v2))
+    meta.put_manifest("team/m", &m2, Some("prod"), Some(&v2), Required::NONE)
         .await
         .unwrap();
     // A re-push (with another tag) indexes nothing twice.
-    meta.put_manifest("team/m", &m2, Some("v2"), Some(&v2))
+    meta.put_manifest("team/m", &m2, Some("v2"), Some(&v2), Required::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -120,10 +120,10 @@ pub async fn model_index(meta: &dyn MetaStore) {
 
     // A manifest pushed without a model record (a referrer, an image) is no version.
     let (plain, _) = version("plain", 5, &[], &[]);
-    meta.put_manifest("team/m", &plain, None, None)
+    meta.put_manifest("team/m", &plain, None, None, Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("images/app", &plain, Some("latest"), None)
+    meta.put_manifest("images/app", &plain, Some("latest"), None, Required::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -134,10 +134,10 @@ pub async fn model_index(meta: &dyn MetaStore) {
 
     // More models: name order, paging, name and annotation filters.
     let (ma, va) = version("a1", 1, &[blob("x", 1)], &[("stage", "prod")]);
-    meta.put_manifest("alpha", &ma, None, Some(&va))
+    meta.put_manifest("alpha", &ma, None, Some(&va), Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("zeta/m", &ma, None, Some(&va))
+    meta.put_manifest("zeta/m", &ma, None, Some(&va), Required::NONE)
         .await
         .unwrap();
     let page = meta.list_models(None, 2, &all).await.unwrap();
