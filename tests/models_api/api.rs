@@ -460,8 +460,16 @@ async fn hostile_paths_and_methods_get_json_errors_and_routes_are_labelled() {
     expect_error(&c, url, &long, StatusCode::BAD_REQUEST, "NAME_INVALID").await;
     let resp = c.post(format!("{url}/api/v1/models")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        resp.headers()["allow"],
+        "GET, HEAD",
+        "a 405 names what is allowed"
+    );
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "METHOD_NOT_ALLOWED");
+    let resp = c.head(format!("{url}/api/v1/models")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/json");
     let resp = c
         .get(format!("{url}/api/v1/models"))
         .header("x-request-id", "api-req-1")

@@ -33,7 +33,7 @@ impl ModelApiError {
         ModelApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
-            "the model API is read-only: use GET",
+            "the model API is read-only: use GET or HEAD",
         )
     }
 

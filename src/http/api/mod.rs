@@ -36,7 +36,10 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
                 span.record("repo", repo.as_str());
             }
             let result = match Query::parse(req.uri().query()) {
-                Ok(query) if req.method() == Method::GET => handle(&app, &endpoint, &query).await,
+                // HEAD is GET without the body (hyper leaves the body out).
+                Ok(query) if matches!(*req.method(), Method::GET | Method::HEAD) => {
+                    handle(&app, &endpoint, &query).await
+                }
                 Ok(_) => Err(ModelApiError::method_not_allowed()),
                 Err(e) => Err(e),
             };
@@ -45,6 +48,13 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(e) => ("api_unknown", Err(e.into())),
     };
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if resp.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 names the methods the resource does allow.
+        resp.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static("GET, HEAD"),
+        );
+    }
     resp.extensions_mut().insert(RouteName(route));
     resp
 }
