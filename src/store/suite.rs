@@ -245,7 +245,12 @@ pub async fn meta_store(meta: &dyn MetaStore) {
             .unwrap()
             .is_some()
     );
-    assert!(meta.delete_manifest("r/one", &needy.digest).await.unwrap().is_some());
+    assert!(
+        meta.delete_manifest("r/one", &needy.digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(meta.unlink_blob("r/one", &b).await.unwrap());
 
     // Manifests, tags and referrers.
