@@ -405,9 +405,10 @@ impl Registry {
             let result = blobs.append_upload(&upload, body).await;
             (s, result, hashed.await)
         });
-        let (mut s, result, hashed) = append
-            .await
-            .map_err(|e| RegistryError::Body(std::io::Error::other(e)))?;
+        // A failed task is our fault, not the client's: a 500, not a 400.
+        let (mut s, result, hashed) = append.await.map_err(|e| {
+            RegistryError::Store(crate::store::StoreError::Io(std::io::Error::other(e)))
+        })?;
         match result {
             Ok(n) => {
                 // A hasher that missed some of the bytes is no use: re-read at commit.
