@@ -153,18 +153,15 @@ impl Registry {
 /// What a manifest needs in its repository: every blob an image manifest names
 /// (but foreign layers), every manifest an index names. A subject need not be.
 fn required_references(m: &ParsedManifest) -> (Vec<Digest>, Vec<Digest>) {
-    let digests = |keep: &dyn Fn(&crate::oci::Descriptor) -> bool| {
-        m.references
-            .iter()
-            .filter(|d| keep(d))
-            .map(|d| d.digest.clone())
-            .collect::<Vec<_>>()
-    };
+    let digests = m.references.iter();
     match m.kind {
         ManifestKind::Image => (
-            digests(&|d| !media::is_non_distributable(&d.media_type)),
+            digests
+                .filter(|d| !media::is_non_distributable(&d.media_type))
+                .map(|d| d.digest.clone())
+                .collect(),
             Vec::new(),
         ),
-        ManifestKind::Index => (Vec::new(), digests(&|_| true)),
+        ManifestKind::Index => (Vec::new(), digests.map(|d| d.digest.clone()).collect()),
     }
 }

@@ -366,26 +366,29 @@ impl Registry {
     ) -> Result<(SessionGuard, u64)> {
         let size = self.stored_len(id).await?;
         let out_of_order = |reason: String| RegistryError::ChunkOutOfOrder { size, reason };
-        if let Some(r) = range {
-            if r.start != size {
-                return Err(out_of_order(format!("chunk starts at byte {}", r.start)));
+        // The chunk's length as declared: by its Content-Range, else its Content-Length.
+        let declared_span = match range {
+            Some(r) => {
+                if r.start != size {
+                    return Err(out_of_order(format!("chunk starts at byte {}", r.start)));
+                }
+                if r.end < r.start {
+                    return Err(out_of_order("range end is before its start".into()));
+                }
+                // `end` is client-supplied: a span of u64::MAX + 1 bytes cannot be a chunk.
+                let Some(span) = (r.end - r.start).checked_add(1) else {
+                    return Err(out_of_order("range is larger than any chunk".into()));
+                };
+                if length.is_some_and(|l| l != span) {
+                    return Err(out_of_order(
+                        "Content-Length differs from Content-Range".into(),
+                    ));
+                }
+                Some(span)
             }
-            if r.end < r.start {
-                return Err(out_of_order("range end is before its start".into()));
-            }
-            // `end` is client-supplied: a span of u64::MAX + 1 bytes cannot be a chunk.
-            let Some(span) = (r.end - r.start).checked_add(1) else {
-                return Err(out_of_order("range is larger than any chunk".into()));
-            };
-            if length.is_some_and(|l| l != span) {
-                return Err(out_of_order(
-                    "Content-Length differs from Content-Range".into(),
-                ));
-            }
-        }
-        let expected = range
-            .map(|r| (r.end - r.start).saturating_add(1))
-            .or(length);
+            None => None,
+        };
+        let expected = declared_span.or(length);
         let min = self.limits.chunk_min_length;
         if !last && min > 0 && expected.is_some_and(|n| n < min) {
             return Err(out_of_order(format!(
@@ -395,6 +398,9 @@ impl Registry {
         if s.hashed != size {
             s.hasher = None; // bytes arrived that this process did not hash
         }
+        // Framing bounds a body only when it is sized by Content-Length; a chunked
+        // one declared by Content-Range is not, so whatever declared it, cap it
+        // (one comparison per buffer).
         let body = match expected {
             Some(n) => cap_length(body, n),
             None => body,

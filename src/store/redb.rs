@@ -107,6 +107,20 @@ fn ensure_repo(txn: &WriteTransaction, repo: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// The first of `digests` with no `(repo, digest)` key in `table`, as an error.
+fn require_all<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(&'static str, &'static str), V>,
+    repo: &str,
+    digests: &[Digest],
+) -> StoreResult<()> {
+    for d in digests {
+        if table.get((repo, d.to_string().as_str()))?.is_none() {
+            return Err(StoreError::ReferenceMissing(d.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Keys of a two-part table whose first part is `first`, after `after` (exclusive).
 fn page_of<V: redb::Value + 'static>(
     table: &impl ReadableTable<(&'static str, &'static str), V>,
@@ -199,26 +213,8 @@ impl MetaStore for RedbMetaStore {
         };
         self.write(move |txn| {
             // Checked where a concurrent delete is serialised against this write.
-            let links = txn.open_table(BLOB_LINKS)?;
-            for b in &need_blobs {
-                if links
-                    .get((repo.as_str(), b.to_string().as_str()))?
-                    .is_none()
-                {
-                    return Err(StoreError::ReferenceMissing(b.clone()));
-                }
-            }
-            drop(links);
-            let manifests = txn.open_table(MANIFESTS)?;
-            for m in &need_manifests {
-                if manifests
-                    .get((repo.as_str(), m.to_string().as_str()))?
-                    .is_none()
-                {
-                    return Err(StoreError::ReferenceMissing(m.clone()));
-                }
-            }
-            drop(manifests);
+            require_all(&txn.open_table(BLOB_LINKS)?, &repo, &need_blobs)?;
+            require_all(&txn.open_table(MANIFESTS)?, &repo, &need_manifests)?;
             ensure_repo(txn, &repo)?;
             txn.open_table(MANIFESTS)?
                 .insert((repo.as_str(), d.as_str()), json.as_slice())?;
