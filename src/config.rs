@@ -2,6 +2,7 @@
 //! flags (clap reads both), each overriding the one before.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Seconds an upload session may stay idle before it expires [default: 86400].
     #[arg(long, env = "BERTH_UPLOAD_TTL_SECS")]
     pub upload_ttl_secs: Option<u64>,
+    /// Most threads doing file I/O at once; further reads and writes wait their turn [default: 512].
+    #[arg(long, env = "BERTH_IO_THREADS")]
+    pub io_threads: Option<NonZeroUsize>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -59,6 +63,7 @@ struct FileConfig {
     max_manifest_bytes: Option<u64>,
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
+    io_threads: Option<NonZeroUsize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +80,9 @@ pub enum ConfigError {
     },
 }
 
+/// tokio's own default for its blocking pool.
+const DEFAULT_IO_THREADS: NonZeroUsize = NonZeroUsize::new(512).unwrap();
+
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -84,6 +92,8 @@ pub struct Config {
     pub fsync: bool,
     /// Upload bytes bypass the page cache where the filesystem allows it.
     pub direct_io: bool,
+    /// Most threads of the runtime's blocking pool, where file I/O runs.
+    pub io_threads: NonZeroUsize,
     pub limits: Limits,
 }
 
@@ -110,6 +120,10 @@ impl Config {
                 .unwrap_or(LogFormat::Text),
             fsync: !args.no_fsync && file.fsync.unwrap_or(true),
             direct_io: args.direct_io || file.direct_io.unwrap_or(false),
+            io_threads: args
+                .io_threads
+                .or(file.io_threads)
+                .unwrap_or(DEFAULT_IO_THREADS),
             limits: Limits {
                 max_manifest_bytes: args
                     .max_manifest_bytes
@@ -151,12 +165,13 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("berth-data"));
         assert!(c.fsync);
         assert!(!c.direct_io);
+        assert_eq!(c.io_threads.get(), 512);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\n",
+            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\nio_threads = 8\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -169,6 +184,7 @@ mod tests {
         assert!(!c.fsync);
         assert!(c.direct_io);
         assert_eq!(c.limits.max_manifest_bytes, 20);
+        assert_eq!(c.io_threads.get(), 8);
 
         std::fs::write(&path, "adress = \"typo\"\n").unwrap();
         assert!(matches!(

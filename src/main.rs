@@ -17,18 +17,20 @@ fn init_logging(format: LogFormat, default: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
     match cli.command {
         Command::Serve(args) => {
             let config = Config::resolve(&args)?;
             init_logging(config.log_format, "info");
-            berth::server::serve(config).await
+            runtime.max_blocking_threads(config.io_threads.get());
+            runtime.build()?.block_on(berth::server::serve(config))
         }
         other => {
             init_logging(LogFormat::Text, "warn");
-            berth::cli::run_client(other).await
+            runtime.build()?.block_on(berth::cli::run_client(other))
         }
     }
 }

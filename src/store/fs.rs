@@ -108,6 +108,48 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// Writes the batches `rx` delivers into `appender`, then flushes it; returns the
+/// bytes kept and the first error. Each wake-up writes every batch queued by then
+/// on one blocking thread, which is released as soon as the queue is empty.
+async fn write_batches(
+    mut appender: Appender,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> (u64, std::io::Result<()>) {
+    let mut result = Ok(());
+    while let Some(first) = rx.recv().await {
+        let wrote = tokio::task::spawn_blocking(move || {
+            let mut result = appender.append(&first);
+            while result.is_ok() {
+                let Ok(batch) = rx.try_recv() else { break };
+                result = appender.append(&batch);
+            }
+            (appender, rx, result)
+        })
+        .await;
+        // A panicked write loses the appender; what it kept is unknown.
+        let Ok(wrote) = wrote else {
+            return (0, Err(std::io::Error::other("upload writer panicked")));
+        };
+        (appender, rx, result) = wrote;
+        if result.is_err() {
+            break;
+        }
+    }
+    drop(rx); // the sender sees the failure at once
+    let finished = tokio::task::spawn_blocking(move || {
+        // Bytes received before a failure stay appended: the client resumes from
+        // the upload's length.
+        let result = result.and(appender.finish());
+        let kept = match result {
+            Ok(()) => appender.accepted(),
+            Err(_) => appender.file_len().saturating_sub(appender.start()),
+        };
+        (kept, result)
+    })
+    .await;
+    finished.unwrap_or_else(|e| (0, Err(std::io::Error::other(e))))
+}
+
 /// Streams the next `len` bytes of `file`, from where it stands, in buffers of
 /// `IO_CHUNK` read on the blocking pool straight into the buffer handed on (one
 /// copy out of the page cache; `tokio::fs::File` adds a second, through a buffer
@@ -293,30 +335,16 @@ impl BlobStore for FsBlobStore {
     ) -> Result<u64, (u64, std::io::Error)> {
         let path = self.upload_path(id);
         let (durable, direct) = (self.fsync, self.direct);
-        let mut appender = blocking(move || Appender::open(&path, durable, direct))
+        let appender = blocking(move || Appender::open(&path, durable, direct))
             .await
             .map_err(|e| (0, e))?;
         // The request task receives (and the caller hashes) while a blocking thread
-        // writes: hashing and disk I/O overlap instead of adding up.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut result = Ok(());
-            while let Some(batch) = rx.blocking_recv() {
-                result = appender.append(&batch);
-                if result.is_err() {
-                    break;
-                }
-            }
-            // Bytes received before a failure stay appended: the client resumes
-            // from the upload's length.
-            let flushed = appender.finish();
-            let result = result.and(flushed);
-            let kept = match result {
-                Ok(()) => appender.accepted(),
-                Err(_) => appender.file_len().saturating_sub(appender.start()),
-            };
-            (kept, result)
-        });
+        // writes: hashing and disk I/O overlap instead of adding up. The writer
+        // holds a thread only while it has batches to write: a client that sends
+        // slowly costs a few queued buffers, not a blocking thread, so slow
+        // uploads cannot starve the pool that every read and commit needs.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+        let writer = tokio::spawn(write_batches(appender, rx));
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         let mut stream_error = None;

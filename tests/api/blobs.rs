@@ -317,3 +317,45 @@ async fn an_http2_put_with_a_body_of_unknown_length_closes_the_upload() {
     let got = send(&c, Method::GET, format!("{}/v2/h2/put/blobs/{d}", srv.url)).await;
     assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
 }
+
+/// A client that stops sending in the middle of a chunk must not hold a file-I/O
+/// thread while it dawdles: with two such threads and twice as many stalled
+/// uploads, other clients' pushes and pulls still go through.
+#[tokio::test]
+async fn stalled_uploads_do_not_hold_the_file_io_threads() {
+    use tokio::io::AsyncWriteExt;
+
+    let srv = TestServer::start_with(&["--io-threads", "2"]);
+    let c = client();
+    let mut locations = Vec::new();
+    for _ in 0..4 {
+        locations.push(start_upload(&c, &srv.url, "slow/upload").await);
+    }
+    let mut stalled = Vec::new();
+    for loc in locations {
+        let addr = srv.addr.clone();
+        stalled.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = format!(
+                "PATCH {loc} HTTP/1.1\r\nHost: {addr}\r\n\
+                 Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                8 << 20
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            // Half the declared body, then nothing: the upload is mid-chunk for good.
+            s.write_all(&vec![7u8; 4 << 20]).await.unwrap();
+            std::future::pending::<()>().await;
+            drop(s);
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let served = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let d = push_blob(&c, &srv.url, "fast/client", b"not kept waiting").await;
+        let url = format!("{}/v2/fast/client/blobs/{d}", srv.url);
+        send(&c, Method::GET, url).await.bytes().await.unwrap()
+    })
+    .await
+    .expect("a push and a pull must not wait for stalled uploads");
+    assert_eq!(served.as_ref(), b"not kept waiting");
+    stalled.iter().for_each(|t| t.abort());
+}
