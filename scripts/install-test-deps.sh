@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real OCI clients that Berth's tests drive as processes, on Debian 12:
 #   skopeo, umoci           (Debian)  - tests/clients/skopeo_roundtrip.sh
+#   podman, containerd      (Debian)  - tests/clients/podman_containerd_roundtrip.sh
 #   docker-registry         (Debian)  - CNCF distribution, a reference registry for comparison tests
 #   oras SDK                (PyPI)    - tests/clients/oras_roundtrip.py
 # Idempotent and non-interactive: anything already present is skipped, so a repeat run is fast.
@@ -19,6 +20,8 @@ fi
 declare -A APT_CMDS=(
     [skopeo]=skopeo
     [umoci]=umoci
+    [podman]=podman
+    [containerd]=containerd
     [docker-registry]=docker-registry
 )
 
@@ -69,8 +72,8 @@ else
 fi
 
 # Fail loudly if anything is still missing.
-for cmd in skopeo umoci docker-registry; do
+for cmd in skopeo umoci podman containerd ctr docker-registry; do
     command -v "$cmd" >/dev/null || { echo "install-test-deps: $cmd still missing" >&2; exit 1; }
 done
 "$PYTHON" -c 'import oras.client' || { echo "install-test-deps: python module oras still missing" >&2; exit 1; }
-echo "install-test-deps: done (skopeo $(skopeo --version | awk '{print $3}'), umoci $(umoci --version | awk '{print $3}'), oras $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("oras"))'))"
+echo "install-test-deps: done (skopeo $(skopeo --version | awk '{print $3}'), umoci $(umoci --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), containerd $(containerd --version | awk '{print $3}'), oras $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("oras"))'))"

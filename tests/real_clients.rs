@@ -5,6 +5,9 @@
 //!   referrers discovered through the referrers API.
 //! - `skopeo_roundtrip`: tests/clients/skopeo_roundtrip.sh (Debian's skopeo): OCI layout
 //!   copied in and out with identical digests, tags listed, image deleted.
+//! - `podman_containerd_roundtrip`: tests/clients/podman_containerd_roundtrip.sh (Debian's
+//!   podman and containerd): Docker schema 2 and OCI pushes by podman, pulled back by
+//!   podman and by a private containerd (`ctr`), unpacked, and pushed again by `ctr`.
 //!
 //! The clients are installed by `scripts/install-test-deps.sh`. A missing client fails
 //! the test (it is never skipped), with a message saying to run that script.
@@ -119,4 +122,17 @@ fn skopeo_roundtrip() {
     cmd.arg(repo_path("tests/clients/skopeo_roundtrip.sh"))
         .arg(&srv.addr);
     run_script("skopeo_roundtrip.sh", cmd);
+}
+
+#[test]
+fn podman_containerd_roundtrip() {
+    require("podman", "podman", &["--version"]);
+    require("containerd", "containerd", &["--version"]);
+    require("ctr", "ctr", &["--version"]);
+    require("python3", "python3", &["--version"]);
+    let srv = common::TestServer::start();
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_path("tests/clients/podman_containerd_roundtrip.sh"))
+        .arg(&srv.addr);
+    run_script("podman_containerd_roundtrip.sh", cmd);
 }

@@ -9,9 +9,7 @@
 # (same repository and another one), lists tags, inspects, deletes and checks that the
 # deleted image is gone while the other repository's copy stays.
 #
-# skopeo reads only config files this script owns (in a temp dir): registries.conf
-# with the registry marked insecure, policy.json accepting anything (through HOME),
-# a vfs storage.conf, an empty auth file. Nothing under /etc is read for them or changed.
+# skopeo reads only config files this script owns, in a temp dir (lib.sh).
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -26,58 +24,9 @@ for cmd in skopeo umoci python3 sha256sum tar gzip; do
     fi
 done
 
-T=$(mktemp -d -t berth-skopeo-XXXXXX)
-
-step=""
-ok() { echo "ok   $*"; }
-fail() {
-    echo "FAIL${step:+ in step '$step'}: $*" >&2
-    exit 1
-}
-# Runs a command, keeping its output; on failure prints it and fails the step.
-run() {
-    if ! "$@" >"$T/out" 2>"$T/err"; then
-        echo "command failed: $*" >&2
-        echo "--- stdout" >&2
-        cat "$T/out" >&2
-        echo "--- stderr" >&2
-        cat "$T/err" >&2
-        fail "command exited non-zero: $*"
-    fi
-}
-trap 'rc=$?; if [ $rc -ne 0 ] && [ -n "$step" ]; then echo "(failed during: $step)" >&2; fi; rm -rf "$T"; exit $rc' EXIT
-
-# --- client configuration owned by this script -------------------------------------
-mkdir -p "$T/home/.config/containers" "$T/storage/root" "$T/storage/run" "$T/registries.d" "$T/tmp"
-# containers/image reads $HOME/.config/containers/registries.conf before /etc (skopeo 1.9
-# ignores CONTAINERS_REGISTRIES_CONF, which is set too for newer versions).
-cat >"$T/home/.config/containers/registries.conf" <<EOF
-unqualified-search-registries = []
-short-name-mode = "disabled"
-
-[[registry]]
-location = "$HOST"
-insecure = true
-EOF
-cat >"$T/home/.config/containers/policy.json" <<'EOF'
-{"default": [{"type": "insecureAcceptAnything"}]}
-EOF
-cat >"$T/storage.conf" <<EOF
-[storage]
-driver = "vfs"
-graphroot = "$T/storage/root"
-runroot = "$T/storage/run"
-EOF
-echo '{"auths": {}}' >"$T/auth.json"
-: >"$T/containers.conf"
-export HOME="$T/home"
-export CONTAINERS_REGISTRIES_CONF="$T/home/.config/containers/registries.conf"
-export CONTAINERS_STORAGE_CONF="$T/storage.conf"
-export CONTAINERS_CONF="$T/containers.conf"
-export REGISTRY_AUTH_FILE="$T/auth.json"
-export XDG_RUNTIME_DIR="$T/run"
-export XDG_CONFIG_HOME="$T/home/.config"
-mkdir -p "$XDG_RUNTIME_DIR"
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+containers_config
 SKOPEO=(skopeo --policy "$HOME/.config/containers/policy.json" --registries.d "$T/registries.d" --tmpdir "$T/tmp" --command-timeout 300s)
 
 REPO=berth-test/skopeo-image

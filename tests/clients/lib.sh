@@ -1,0 +1,64 @@
+# Sourced by the client scripts in this directory. Gives them:
+#   T                  a temp dir, removed on exit (after the script's own `cleanup`, if defined)
+#   step, ok, fail     the step being run, and how a script reports it
+#   run CMD...         runs CMD keeping its output in $T/out and $T/err; fails the step on error
+#   containers_config  client configuration under $T for containers/image tools (skopeo,
+#                      podman): registries.conf marking $HOST insecure, policy.json accepting
+#                      anything (through HOME), a vfs storage.conf, an empty auth file.
+#                      Nothing under /etc is read for them or changed.
+T=$(mktemp -d -t berth-client-XXXXXX)
+
+step=""
+ok() { echo "ok   $*"; }
+fail() {
+    echo "FAIL${step:+ in step '$step'}: $*" >&2
+    exit 1
+}
+run() {
+    if ! "$@" >"$T/out" 2>"$T/err"; then
+        echo "command failed: $*" >&2
+        echo "--- stdout" >&2
+        cat "$T/out" >&2
+        echo "--- stderr" >&2
+        cat "$T/err" >&2
+        fail "command exited non-zero: $*"
+    fi
+}
+on_exit() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ -n "$step" ]; then echo "(failed during: $step)" >&2; fi
+    if declare -F cleanup >/dev/null; then cleanup || true; fi
+    rm -rf "$T"
+    exit $rc
+}
+trap on_exit EXIT
+
+containers_config() {
+    mkdir -p "$T/home/.config/containers" "$T/storage/root" "$T/storage/run" "$T/registries.d" "$T/tmp" "$T/run"
+    # containers/image reads $HOME/.config/containers/registries.conf before /etc (skopeo 1.9
+    # ignores CONTAINERS_REGISTRIES_CONF, which is set too for newer versions).
+    cat >"$T/home/.config/containers/registries.conf" <<CONF
+    unqualified-search-registries = []
+    short-name-mode = "disabled"
+
+    [[registry]]
+    location = "$HOST"
+    insecure = true
+CONF
+    echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$T/home/.config/containers/policy.json"
+    cat >"$T/storage.conf" <<CONF
+    [storage]
+    driver = "vfs"
+    graphroot = "$T/storage/root"
+    runroot = "$T/storage/run"
+CONF
+    echo '{"auths": {}}' >"$T/auth.json"
+    : >"$T/containers.conf"
+    export HOME="$T/home"
+    export CONTAINERS_REGISTRIES_CONF="$T/home/.config/containers/registries.conf"
+    export CONTAINERS_STORAGE_CONF="$T/storage.conf"
+    export CONTAINERS_CONF="$T/containers.conf"
+    export REGISTRY_AUTH_FILE="$T/auth.json"
+    export XDG_RUNTIME_DIR="$T/run"
+    export XDG_CONFIG_HOME="$T/home/.config"
+}

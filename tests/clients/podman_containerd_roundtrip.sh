@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Drive a registry with podman and containerd (Debian) as real clients would.
+#
+# Usage: podman_containerd_roundtrip.sh REGISTRY_HOSTPORT   (plain HTTP, e.g. 127.0.0.1:5000)
+#
+# podman imports a small root filesystem, pushes it as a Docker schema 2 manifest and
+# as an OCI manifest, checks what the registry serves for each (media type, digest
+# header, bytes), removes its local copies and pulls both back. containerd (a private
+# daemon with its own config, root, state and socket in a temp dir) pulls both with
+# `ctr images pull`, unpacks them, and pushes one to another repository, byte-identical.
+# Client configuration is the script's own (lib.sh); nothing under /etc is changed.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 REGISTRY_HOSTPORT" >&2
+    exit 2
+fi
+HOST=$1
+for cmd in podman containerd ctr python3 sha256sum tar; do
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+        echo "FAIL: $cmd is not installed: run scripts/install-test-deps.sh" >&2
+        exit 2
+    fi
+done
+
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+containers_config
+PODMAN=(podman --root "$T/storage/root" --runroot "$T/storage/run" --storage-driver vfs
+    --cgroup-manager cgroupfs --events-backend none --tmpdir "$T/tmp")
+CTR=(ctr --address "$T/containerd/containerd.sock" --namespace berth-test)
+cleanup() {
+    if [ -f "$T/containerd.pid" ]; then kill "$(cat "$T/containerd.pid")" 2>/dev/null || true; fi
+    # podman's vfs layers may carry read-only directories.
+    chmod -R u+w "$T" 2>/dev/null || true
+}
+
+REPO=berth-test/podman
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+# manifest REF ACCEPT -> $T/manifest.json; prints "<content-type> <docker-content-digest>"
+manifest() {
+    python3 - "http://$HOST/v2/$REPO/manifests/$1" "$2" "$T/manifest.json" <<'PY'
+import sys, urllib.request
+url, accept, out = sys.argv[1:4]
+with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept})) as r:
+    open(out, "wb").write(r.read())
+    print(r.headers["Content-Type"], r.headers["Docker-Content-Digest"])
+PY
+}
+ACCEPT_ALL="application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+
+# --- podman ----------------------------------------------------------------------------
+step="podman import"
+mkdir -p "$T/rootfs/etc" "$T/rootfs/opt/berth"
+echo "hello from podman" >"$T/rootfs/etc/hello.txt"
+head -c 200000 /dev/urandom >"$T/rootfs/opt/berth/random.bin"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/rootfs" -cf "$T/rootfs.tar" .
+run "${PODMAN[@]}" import --change 'CMD ["/bin/sh"]' "$T/rootfs.tar" localhost/berth-src:v1
+IMAGE_ID=$(tr -d '[:space:]' <"$T/out" | sed 's/^sha256://')
+ok "podman import: image ${IMAGE_ID:0:12}…"
+
+step="podman push"
+for format in v2s2 oci; do
+    run "${PODMAN[@]}" push --tls-verify=false --format "$format" localhost/berth-src:v1 "docker://$HOST/$REPO:$format"
+done
+read -r TYPE DIGEST < <(manifest v2s2 "$ACCEPT_ALL")
+[ "$TYPE" = "application/vnd.docker.distribution.manifest.v2+json" ] || fail "v2s2 tag served as $TYPE"
+[ "$DIGEST" = "sha256:$(sha "$T/manifest.json")" ] || fail "v2s2: Docker-Content-Digest $DIGEST is not the body's"
+V2S2=$DIGEST
+read -r TYPE DIGEST < <(manifest oci "$ACCEPT_ALL")
+[ "$TYPE" = "application/vnd.oci.image.manifest.v1+json" ] || fail "oci tag served as $TYPE"
+[ "$DIGEST" = "sha256:$(sha "$T/manifest.json")" ] || fail "oci: Docker-Content-Digest $DIGEST is not the body's"
+OCI=$DIGEST
+python3 - "$T/manifest.json" "sha256:$IMAGE_ID" <<'PY' || fail "oci manifest does not name the imported image's config: $(cat "$T/manifest.json")"
+import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["config"]["digest"] == sys.argv[2], m["config"]
+assert len(m["layers"]) == 1, m["layers"]
+PY
+ok "podman push --format v2s2 and --format oci: served with their media types, digests match the bytes"
+
+step="podman pull"
+run "${PODMAN[@]}" rmi --all --force
+for format in v2s2 oci; do
+    run "${PODMAN[@]}" pull --tls-verify=false "$HOST/$REPO:$format"
+    run "${PODMAN[@]}" image inspect --format '{{.Id}} {{.RepoDigests}}' "$HOST/$REPO:$format"
+    read -r id digests <"$T/out"
+    [ "$id" = "$IMAGE_ID" ] || fail "pulled $format: image id $id, pushed $IMAGE_ID"
+    want=$([ "$format" = v2s2 ] && echo "$V2S2" || echo "$OCI")
+    [[ "$digests" == *"$HOST/$REPO@$want"* ]] || fail "pulled $format: repo digests $digests, registry serves $want"
+done
+ok "podman pull of both tags after removing every local image: same image id ${IMAGE_ID:0:12}…, repo digests as served"
+
+# --- containerd --------------------------------------------------------------------------
+step="start containerd"
+mkdir -p "$T/containerd/root" "$T/containerd/state"
+cat >"$T/containerd/config.toml" <<CONF
+version = 2
+root = "$T/containerd/root"
+state = "$T/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$T/containerd/containerd.sock"
+CONF
+containerd --config "$T/containerd/config.toml" >"$T/containerd.log" 2>&1 &
+echo $! >"$T/containerd.pid"
+for _ in $(seq 1 100); do
+    "${CTR[@]}" version >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start: $(tail -20 "$T/containerd.log")"
+ok "containerd started (private config, root, state and socket)"
+
+step="ctr images pull"
+for format in v2s2 oci; do
+    run "${CTR[@]}" images pull --plain-http --snapshotter native "$HOST/$REPO:$format"
+    run "${CTR[@]}" images ls --quiet
+    grep -qx "$HOST/$REPO:$format" "$T/out" || fail "ctr images ls: $(cat "$T/out")"
+    run "${CTR[@]}" images check "name==$HOST/$REPO:$format"
+    grep -q "complete" "$T/out" || fail "ctr images check: $(cat "$T/out")"
+done
+run "${CTR[@]}" images ls
+grep -q "$V2S2" "$T/out" && grep -q "$OCI" "$T/out" || fail "ctr images ls does not show the served digests: $(cat "$T/out")"
+hello=$(find "$T/containerd/root" -path '*snapshots*' -name hello.txt | head -1)
+[ -n "$hello" ] && [ "$(cat "$hello")" = "hello from podman" ] || fail "unpacked snapshot has no etc/hello.txt"
+ok "ctr images pull --plain-http of both tags: complete, digests as served, unpacked (etc/hello.txt)"
+
+step="ctr images push"
+run "${CTR[@]}" images tag "$HOST/$REPO:oci" "$HOST/berth-test/containerd:v1"
+run "${CTR[@]}" images push --plain-http "$HOST/berth-test/containerd:v1"
+REPO=berth-test/containerd
+read -r TYPE DIGEST < <(manifest v1 "$ACCEPT_ALL")
+[ "$DIGEST" = "$OCI" ] || fail "ctr push: berth-test/containerd:v1 is $DIGEST, pushed $OCI"
+ok "ctr images push to another repository: same manifest digest ${OCI:7:12}…"
+
+step=""
+echo "podman and containerd roundtrip: all steps passed"
