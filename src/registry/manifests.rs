@@ -53,12 +53,12 @@ impl Registry {
             manifests: &need_manifests,
         };
         self.check_references(repo, required).await?;
+        let model = self
+            .model_record(repo, &parsed, &digest, body.len() as u64)
+            .await?;
         if self.blobs.stat(&digest).await?.is_none() {
             self.blobs.write_all(&digest, body.clone()).await?;
         }
-        let model = self
-            .model_record(repo, &parsed, &digest, body.len() as u64)
-            .await;
         let record = ManifestRecord {
             digest: digest.clone(),
             media_type: parsed.media_type,

@@ -9,7 +9,7 @@ use crate::models::compare::{self, Compared, Comparison};
 use crate::models::index;
 use crate::models::query::{Cursor, Tagged, VersionQuery};
 use crate::oci::{Descriptor, Digest, ParsedManifest, Reference};
-use crate::store::{ModelFilter, ModelPage, ModelRecord};
+use crate::store::{ModelFilter, ModelPage, ModelRecord, StoreError};
 
 /// One model version with the tags pointing at it and its referrers.
 pub struct ModelVersion {
@@ -30,15 +30,20 @@ fn now_ms() -> i64 {
 
 impl Registry {
     /// The model-index record of a manifest being pushed, if it is a model version.
-    /// Never fails: an unreadable config only means indexing from annotations alone.
+    /// A config that cannot be taken as one (too large for its descriptor, or not
+    /// there) only means indexing from annotations alone; a failure to read it fails
+    /// the push, which the client retries, rather than leaving a version indexed
+    /// without its config for good.
     pub(super) async fn model_record(
         &self,
         repo: &str,
         parsed: &ParsedManifest,
         digest: &Digest,
         size: u64,
-    ) -> Option<ModelRecord> {
-        let layout = index::detect(parsed)?;
+    ) -> Result<Option<ModelRecord>> {
+        let Some(layout) = index::detect(parsed) else {
+            return Ok(None);
+        };
         let config = match index::config_of(parsed) {
             Some(c) if index::wants_config(layout, c) => {
                 match self
@@ -47,23 +52,24 @@ impl Registry {
                     .await
                 {
                     Ok(bytes) => bytes,
+                    Err(e @ StoreError::Io(_)) => return Err(e.into()),
                     Err(e) => {
                         tracing::warn!(repo, config = %c.digest, error = %e,
-                            "model config unreadable; indexing from annotations only");
+                            "model config not usable; indexing from annotations only");
                         None
                     }
                 }
             }
             _ => None,
         };
-        Some(index::extract(
+        Ok(Some(index::extract(
             layout,
             parsed,
             digest,
             size,
             config.as_deref(),
             now_ms(),
-        ))
+        )))
     }
 
     fn api_limit(&self, limit: usize) -> usize {

@@ -240,6 +240,69 @@ async fn unreadable_config_is_indexed_from_annotations() {
     assert_eq!(v["model"], json!({}));
 }
 
+/// A config the server fails to read (an I/O error, not a bad config) fails the
+/// push with a 500, which clients retry, instead of indexing the version without
+/// its config for good; once the config reads again, the same push indexes it whole.
+#[tokio::test]
+async fn a_config_read_failure_fails_the_push_and_a_retry_indexes_the_config() {
+    let srv = TestServer::start();
+    let (c, url) = (client(), srv.url.as_str());
+    let repo = "flaky/config";
+    let config = json!({ "descriptor": { "description": "from the config" },
+        "config": { "format": "safetensors" }, "modelfs": { "type": "layers", "diffIds": [] } });
+    let bytes = serde_json::to_vec(&config).unwrap();
+    let cfg = blob(&c, url, repo, MP_CONFIG, &bytes, None).await;
+    let layer = blob(&c, url, repo, MP_WEIGHT, b"w", Some("w.bin")).await;
+    let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": MP_MANIFEST,
+        "config": cfg, "layers": [layer] });
+
+    // The config's file swapped for a directory: opening works, reading fails (EISDIR).
+    let hex = &sha256(&bytes)["sha256:".len()..];
+    let file = srv.data_dir.join("blobs/sha256").join(&hex[..2]).join(hex);
+    let aside = file.with_extension("aside");
+    std::fs::rename(&file, &aside).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let resp = c
+        .put(format!("{url}/v2/{repo}/manifests/v1"))
+        .header("content-type", MANIFEST)
+        .body(serde_json::to_vec(&m).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let head = c
+        .head(format!("{url}/v2/{repo}/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.status(),
+        StatusCode::NOT_FOUND,
+        "a failed push stores no tag"
+    );
+    expect_error(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/versions/v1"),
+        StatusCode::NOT_FOUND,
+        "VERSION_UNKNOWN",
+    )
+    .await;
+
+    std::fs::remove_dir(&file).unwrap();
+    std::fs::rename(&aside, &file).unwrap();
+    put_manifest(&c, url, repo, "v1", &m).await;
+    let v = get_json(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/versions/v1"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["description"], "from the config");
+    assert_eq!(v["model"]["format"], "safetensors");
+}
+
 const ORAS_PUSH: &str = r#"
 import os, sys, tempfile
 import oras.provider
