@@ -39,27 +39,29 @@ impl Registry {
         artifact_type: Option<&str>,
         last: Option<&str>,
     ) -> Result<ReferrersPage> {
-        let all = self.meta.referrers(repo, subject).await?;
-        let matching = all.into_iter().filter(|d| {
-            artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))
-                && last.is_none_or(|l| d.digest.to_string().as_str() > l)
-        });
+        let (matching, more) = self
+            .meta
+            .referrers(repo, subject, last, artifact_type, self.limits.max_page)
+            .await?;
         // Room for the index around the descriptors.
         let budget = usize::try_from(self.limits.max_manifest_bytes)
             .unwrap_or(usize::MAX)
             .saturating_sub(REFERRERS_ENVELOPE);
         let mut page = ReferrersPage::default();
         let mut used = 0usize;
+        let mut cut = false;
         for d in matching {
             // Every page carries at least one descriptor, so paging always moves on.
             let len = serde_json::to_vec(&d).map_or(0, |v| v.len()) + 1;
-            let full = page.manifests.len() >= self.limits.max_page || used + len > budget;
-            if full && !page.manifests.is_empty() {
-                page.next_after = page.manifests.last().map(|d| d.digest.to_string());
+            if used + len > budget && !page.manifests.is_empty() {
+                cut = true;
                 break;
             }
             used += len;
             page.manifests.push(d);
+        }
+        if cut || more {
+            page.next_after = page.manifests.last().map(|d| d.digest.to_string());
         }
         Ok(page)
     }

@@ -11,11 +11,17 @@ use crate::models::query::{Cursor, Tagged, VersionQuery};
 use crate::oci::{Descriptor, Digest, ParsedManifest, Reference};
 use crate::store::{ModelFilter, ModelPage, ModelRecord, StoreError};
 
-/// One model version with the tags pointing at it and its referrers.
+/// Referrers shown with a model version; the rest are paged by the OCI referrers API.
+pub const VERSION_REFERRERS: usize = 100;
+
+/// One model version with the tags pointing at it and its first referrers.
 pub struct ModelVersion {
     pub record: ModelRecord,
     pub tags: Vec<String>,
+    /// The first [`VERSION_REFERRERS`] referrers, in digest order.
     pub referrers: Vec<Descriptor>,
+    /// More referrers remain after those.
+    pub more_referrers: bool,
 }
 
 /// A page of versions (each with its tags) and the cursor of the next page.
@@ -135,11 +141,15 @@ impl Registry {
             .await?
             .remove(&record.digest)
             .unwrap_or_default();
-        let referrers = self.meta.referrers(repo, &record.digest).await?;
+        let (referrers, more_referrers) = self
+            .meta
+            .referrers(repo, &record.digest, None, None, VERSION_REFERRERS)
+            .await?;
         Ok(ModelVersion {
             record,
             tags,
             referrers,
+            more_referrers,
         })
     }
 

@@ -104,8 +104,18 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Repositories in lexical order after `last`, at most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page>;
 
-    /// Descriptors of the manifests in `repo` whose subject is `subject`.
-    async fn referrers(&self, repo: &str, subject: &Digest) -> StoreResult<Vec<Descriptor>>;
+    /// Descriptors of the manifests in `repo` whose subject is `subject`, in digest
+    /// order after `after`, only those of `artifact_type` if one is given: at most
+    /// `limit`, and whether more remain. A page costs what it holds, not what the
+    /// subject has.
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        artifact_type: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Descriptor>, bool)>;
 
     /// The indexed model version `digest` of `repo`.
     async fn model_version(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ModelRecord>>;

@@ -373,20 +373,37 @@ impl MetaStore for RedbMetaStore {
         })
     }
 
-    async fn referrers(&self, repo: &str, subject: &Digest) -> StoreResult<Vec<Descriptor>> {
+    async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        after: Option<&str>,
+        artifact_type: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<(Vec<Descriptor>, bool)> {
         let s = subject.to_string();
         self.read(|txn| {
             let t = txn.open_table(REFERRERS)?;
             let mut out = Vec::new();
-            for entry in t.range((repo, s.as_str(), "")..)? {
+            for entry in t.range((repo, s.as_str(), after.unwrap_or(""))..)? {
                 let (k, v) = entry?;
-                let (r, subj, _) = k.value();
+                let (r, subj, digest) = k.value();
                 if r != repo || subj != s {
                     break;
                 }
-                out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
+                if after == Some(digest) {
+                    continue;
+                }
+                let d: Descriptor = serde_json::from_slice(v.value()).map_err(corrupt)?;
+                if artifact_type.is_some_and(|t| d.artifact_type.as_deref() != Some(t)) {
+                    continue;
+                }
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(d);
             }
-            Ok(out)
+            Ok((out, false))
         })
     }
 

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use super::{
     BlobStore, ByteRange, ByteStream, ManifestRecord, MetaStore, Required, StoreError, UploadRecord,
 };
-use crate::oci::{Algorithm, Digest};
+use crate::oci::{Algorithm, Descriptor, Digest};
 
 fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
     let items: Vec<std::io::Result<Bytes>> =
@@ -272,14 +272,55 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         meta.resolve_tag("r/one", "v1").await.unwrap(),
         Some(subject.digest.clone())
     );
-    let refs = meta.referrers("r/one", &subject.digest).await.unwrap();
-    assert_eq!(refs, vec![referrer.descriptor()]);
-    assert!(
-        meta.referrers("r/two", &subject.digest)
+    let refs = meta.referrers("r/one", &subject.digest, None, None, 10);
+    assert_eq!(refs.await.unwrap(), (vec![referrer.descriptor()], false));
+    let refs = meta.referrers("r/two", &subject.digest, None, None, 10);
+    assert_eq!(refs.await.unwrap(), (vec![], false));
+
+    // Referrer pages: digest order after `after`, one artifact type if asked, at most
+    // `limit` and whether more remain.
+    let other = Digest::sha256_of(b"another subject");
+    let mut paged: Vec<ManifestRecord> = (0..5u8)
+        .map(|i| {
+            let mut r = record(&[b'p', i], Some(&other));
+            r.artifact_type = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+            r
+        })
+        .collect();
+    for r in &paged {
+        meta.put_manifest("r/one", r, None, None, Required::NONE)
             .await
-            .unwrap()
-            .is_empty()
+            .unwrap();
+    }
+    paged.sort_by_key(|r| r.digest.to_string());
+    let descs: Vec<Descriptor> = paged.iter().map(ManifestRecord::descriptor).collect();
+    let page = |after: Option<String>, t: Option<&'static str>, limit| {
+        let other = other.clone();
+        async move {
+            meta.referrers("r/one", &other, after.as_deref(), t, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(page(None, None, 2).await, (descs[..2].to_vec(), true));
+    let after = Some(descs[1].digest.to_string());
+    assert_eq!(page(after, None, 3).await, (descs[2..].to_vec(), false));
+    let after = Some(descs[4].digest.to_string());
+    assert_eq!(page(after, None, 3).await, (vec![], false));
+    let odd: Vec<Descriptor> = descs
+        .iter()
+        .filter(|d| d.artifact_type.as_deref() == Some("odd"))
+        .cloned()
+        .collect();
+    assert_eq!(page(None, Some("odd"), 1).await, (odd[..1].to_vec(), true));
+    let after = Some(odd[0].digest.to_string());
+    assert_eq!(
+        page(after, Some("odd"), 5).await,
+        (odd[1..].to_vec(), false)
     );
+    for r in &paged {
+        meta.delete_manifest("r/one", &r.digest).await.unwrap();
+    }
 
     for t in ["b", "a", "c", "v2"] {
         meta.put_manifest("r/one", &subject, Some(t), None, Required::NONE)
@@ -309,12 +350,8 @@ pub async fn meta_store(meta: &dyn MetaStore) {
             .unwrap()
             .is_some()
     );
-    assert!(
-        meta.referrers("r/one", &subject.digest)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let refs = meta.referrers("r/one", &subject.digest, None, None, 10);
+    assert_eq!(refs.await.unwrap(), (vec![], false));
     assert!(
         meta.delete_manifest("r/one", &subject.digest)
             .await

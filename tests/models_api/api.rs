@@ -198,6 +198,7 @@ async fn show_has_descriptor_lineage_tags_layers_and_grouped_referrers() {
         2
     );
     assert_eq!(refs["application/spdx+json"].as_array().unwrap().len(), 1);
+    assert!(v.get("referrers_next").is_none(), "all referrers are shown");
 
     // By digest, the same version; unknown or malformed references are clean errors.
     let by_digest = get_json(
@@ -244,6 +245,70 @@ async fn show_has_descriptor_lineage_tags_layers_and_grouped_referrers() {
         "VERSION_UNKNOWN",
     )
     .await;
+}
+
+/// A version shows its first hundred referrers; the rest continue on the OCI
+/// referrers API, from the page `referrers_next` names.
+#[tokio::test]
+async fn a_version_shows_its_first_hundred_referrers_and_where_the_rest_continue() {
+    let srv = TestServer::start();
+    let (c, url) = (client(), srv.url.as_str());
+    let [v1, _, _] = classifier(&c, url).await;
+    let repo = "team/classifier";
+    let kind = "application/vnd.berth.signature";
+    let empty = blob(
+        &c,
+        url,
+        repo,
+        "application/vnd.oci.empty.v1+json",
+        b"{}",
+        None,
+    )
+    .await;
+    let subject = json!({ "mediaType": MANIFEST, "digest": v1, "size": 1 });
+    let mut pushed = Vec::new();
+    for i in 0..101 {
+        let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": kind,
+            "config": empty, "layers": [empty], "subject": subject,
+            "annotations": { "n": i.to_string() } });
+        let d = sha256(&serde_json::to_vec(&m).unwrap());
+        pushed.push(put_manifest(&c, url, repo, &d, &m).await);
+    }
+    pushed.sort();
+    let v = get_json(
+        &c,
+        url,
+        &format!("/api/v1/models/{repo}/versions/{v1}"),
+        StatusCode::OK,
+    )
+    .await;
+    let shown: Vec<&str> = v["referrers"][kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, pushed[..100], "the first hundred, in digest order");
+    let next = v["referrers_next"].as_str().expect("referrers_next");
+    assert_eq!(
+        next,
+        format!("/v2/{repo}/referrers/{v1}?last={}", pushed[99])
+    );
+    let rest: serde_json::Value = c
+        .get(format!("{url}{next}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rest: Vec<&str> = rest["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, pushed[100..]);
 }
 
 #[tokio::test]

@@ -144,6 +144,9 @@ pub fn show(v: &Value) -> String {
             }
         }
         out.push_str(&t.render());
+        if let Some(next) = v.get("referrers_next").and_then(Value::as_str) {
+            let _ = writeln!(out, "  … more referrers: {next}");
+        }
     }
     out
 }

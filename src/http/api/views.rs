@@ -120,8 +120,12 @@ pub struct VersionDetail<'a> {
     pub layers: &'a [LayerRecord],
     pub total_size: u64,
     pub annotations: &'a BTreeMap<String, String>,
-    /// Referrers (signatures, evaluations, SBOMs, …) grouped by artifact type.
+    /// Referrers (signatures, evaluations, SBOMs, …) grouped by artifact type: the
+    /// first hundred in digest order.
     pub referrers: BTreeMap<&'a str, Vec<&'a Descriptor>>,
+    /// Where the rest continue, when there are more: a page of the OCI referrers API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers_next: Option<String>,
 }
 
 impl<'a> VersionDetail<'a> {
@@ -154,6 +158,11 @@ impl<'a> VersionDetail<'a> {
             total_size: r.total_size,
             annotations: &r.annotations,
             referrers,
+            referrers_next: v
+                .more_referrers
+                .then(|| v.referrers.last())
+                .flatten()
+                .map(|last| format!("/v2/{name}/referrers/{}?last={}", r.digest, last.digest)),
         }
     }
 }
