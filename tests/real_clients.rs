@@ -15,6 +15,7 @@
 mod common;
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -52,7 +53,10 @@ fn require(what: &str, program: &str, args: &[&str]) {
 /// test with that output unless it exits 0.
 fn run_script(name: &str, mut cmd: Command) {
     let started = Instant::now();
+    // Its own process group: on a timeout the whole group goes, daemons a script
+    // started (containerd) included, not only the shell whose exit trap never runs.
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -72,6 +76,9 @@ fn run_script(name: &str, mut cmd: Command) {
             break Some(status);
         }
         if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             break None;

@@ -28,7 +28,7 @@ on_exit() {
     local rc=$?
     if [ $rc -ne 0 ] && [ -n "$step" ]; then echo "(failed during: $step)" >&2; fi
     if declare -F cleanup >/dev/null; then cleanup || true; fi
-    rm -rf "$T"
+    rm -rf "$T" || echo "warning: could not remove $T" >&2
     exit $rc
 }
 trap on_exit EXIT

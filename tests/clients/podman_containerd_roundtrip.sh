@@ -30,7 +30,12 @@ PODMAN=(podman --root "$T/storage/root" --runroot "$T/storage/run" --storage-dri
     --cgroup-manager cgroupfs --events-backend none --tmpdir "$T/tmp")
 CTR=(ctr --address "$T/containerd/containerd.sock" --namespace berth-test)
 cleanup() {
-    if [ -f "$T/containerd.pid" ]; then kill "$(cat "$T/containerd.pid")" 2>/dev/null || true; fi
+    # containerd is this shell's child: stop it and wait, so that nothing is still
+    # writing under $T when it is removed.
+    if [ -f "$T/containerd.pid" ]; then
+        kill "$(cat "$T/containerd.pid")" 2>/dev/null || true
+        wait "$(cat "$T/containerd.pid")" 2>/dev/null || true
+    fi
     # podman's vfs layers may carry read-only directories.
     chmod -R u+w "$T" 2>/dev/null || true
 }
@@ -42,7 +47,7 @@ manifest() {
     python3 - "http://$HOST/v2/$REPO/manifests/$1" "$2" "$T/manifest.json" <<'PY'
 import sys, urllib.request
 url, accept, out = sys.argv[1:4]
-with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept})) as r:
+with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=60) as r:
     open(out, "wb").write(r.read())
     print(r.headers["Content-Type"], r.headers["Docker-Content-Digest"])
 PY
@@ -63,11 +68,13 @@ step="podman push"
 for format in v2s2 oci; do
     run "${PODMAN[@]}" push --tls-verify=false --format "$format" localhost/berth-src:v1 "docker://$HOST/$REPO:$format"
 done
-read -r TYPE DIGEST < <(manifest v2s2 "$ACCEPT_ALL")
+out=$(manifest v2s2 "$ACCEPT_ALL") || fail "GET manifest v2s2 failed"
+read -r TYPE DIGEST <<<"$out"
 [ "$TYPE" = "application/vnd.docker.distribution.manifest.v2+json" ] || fail "v2s2 tag served as $TYPE"
 [ "$DIGEST" = "sha256:$(sha "$T/manifest.json")" ] || fail "v2s2: Docker-Content-Digest $DIGEST is not the body's"
 V2S2=$DIGEST
-read -r TYPE DIGEST < <(manifest oci "$ACCEPT_ALL")
+out=$(manifest oci "$ACCEPT_ALL") || fail "GET manifest oci failed"
+read -r TYPE DIGEST <<<"$out"
 [ "$TYPE" = "application/vnd.oci.image.manifest.v1+json" ] || fail "oci tag served as $TYPE"
 [ "$DIGEST" = "sha256:$(sha "$T/manifest.json")" ] || fail "oci: Docker-Content-Digest $DIGEST is not the body's"
 OCI=$DIGEST
@@ -115,13 +122,15 @@ step="ctr images pull"
 for format in v2s2 oci; do
     run "${CTR[@]}" images pull --plain-http --snapshotter native "$HOST/$REPO:$format"
     run "${CTR[@]}" images ls --quiet
-    grep -qx "$HOST/$REPO:$format" "$T/out" || fail "ctr images ls: $(cat "$T/out")"
+    grep -Fqx "$HOST/$REPO:$format" "$T/out" || fail "ctr images ls: $(cat "$T/out")"
     run "${CTR[@]}" images check "name==$HOST/$REPO:$format"
-    grep -q "complete" "$T/out" || fail "ctr images check: $(cat "$T/out")"
+    # STATUS reads "complete (N/N)"; "incomplete (x/N)" would mean content is missing.
+    grep -Eq '(^|[[:space:]])complete \(' "$T/out" && ! grep -q incomplete "$T/out" ||
+        fail "ctr images check: $(cat "$T/out")"
 done
 run "${CTR[@]}" images ls
-grep -q "$V2S2" "$T/out" && grep -q "$OCI" "$T/out" || fail "ctr images ls does not show the served digests: $(cat "$T/out")"
-hello=$(find "$T/containerd/root" -path '*snapshots*' -name hello.txt | head -1)
+grep -Fq "$V2S2" "$T/out" && grep -Fq "$OCI" "$T/out" || fail "ctr images ls does not show the served digests: $(cat "$T/out")"
+hello=$(find "$T/containerd/root" -path '*snapshots*' -name hello.txt -print -quit)
 [ -n "$hello" ] && [ "$(cat "$hello")" = "hello from podman" ] || fail "unpacked snapshot has no etc/hello.txt"
 ok "ctr images pull --plain-http of both tags: complete, digests as served, unpacked (etc/hello.txt)"
 
@@ -129,7 +138,8 @@ step="ctr images push"
 run "${CTR[@]}" images tag "$HOST/$REPO:oci" "$HOST/berth-test/containerd:v1"
 run "${CTR[@]}" images push --plain-http "$HOST/berth-test/containerd:v1"
 REPO=berth-test/containerd
-read -r TYPE DIGEST < <(manifest v1 "$ACCEPT_ALL")
+out=$(manifest v1 "$ACCEPT_ALL") || fail "GET manifest berth-test/containerd:v1 failed"
+read -r TYPE DIGEST <<<"$out"
 [ "$DIGEST" = "$OCI" ] || fail "ctr push: berth-test/containerd:v1 is $DIGEST, pushed $OCI"
 ok "ctr images push to another repository: same manifest digest ${OCI:7:12}…"
 
