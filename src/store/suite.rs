@@ -440,3 +440,50 @@ async fn redb_model_index_survives_reopening() {
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].latest_tags, vec!["v1".to_string()]);
 }
+
+/// A database written before the annotation index existed gets it on open: the
+/// search by annotation finds its versions, and deleting one unindexes it.
+#[tokio::test]
+async fn redb_annotation_index_is_built_for_an_older_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let w = [(Digest::sha256_of(b"w"), 5)];
+    let (m, v) = models::version("v1", 7, &w, &[("stage", "prod")]);
+    {
+        let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
+        meta.put_manifest("r", &m, Some("v1"), Some(&v), Required::NONE)
+            .await
+            .unwrap();
+    }
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let table: ::redb::TableDefinition<(&str, &str, &str, &str), ()> =
+            ::redb::TableDefinition::new("model_annotations");
+        assert!(txn.delete_table(table).unwrap(), "the index was there");
+        txn.commit().unwrap();
+    }
+    let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
+    let filter = |value: &str| super::ModelFilter {
+        name_contains: None,
+        annotations: vec![("stage".into(), value.into())],
+    };
+    let found = meta.list_models(None, 10, &filter("prod")).await.unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].name, "r");
+    assert!(
+        meta.list_models(None, 10, &filter("dev"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    meta.delete_manifest("r", &m.digest).await.unwrap();
+    assert!(
+        meta.list_models(None, 10, &filter("prod"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}

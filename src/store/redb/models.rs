@@ -2,7 +2,9 @@
 //! totals, and blob reference counts for the deduplicated size of each model.
 //! Every function runs inside the caller's transaction.
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::BTreeMap;
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use super::{TAGS, corrupt, to_json};
 use crate::store::StoreResult;
@@ -16,14 +18,35 @@ const MODEL_TIMES: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new
 const MODELS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("models");
 /// (repo, blob digest) -> (versions naming it, size).
 const MODEL_BLOBS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("model_blobs");
+/// (annotation key, value, repo, digest): the versions carrying each annotation,
+/// so that a search by annotation reads the versions that match, not every one.
+const MODEL_ANNOTATIONS: TableDefinition<(&str, &str, &str, &str), ()> =
+    TableDefinition::new("model_annotations");
 
 const MAX_KEY: &str = "\u{10ffff}";
 
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
+    let had_annotations = txn
+        .list_tables()?
+        .any(|t| t.name() == MODEL_ANNOTATIONS.name());
     txn.open_table(MODEL_VERSIONS)?;
     txn.open_table(MODEL_TIMES)?;
     txn.open_table(MODELS)?;
     txn.open_table(MODEL_BLOBS)?;
+    txn.open_table(MODEL_ANNOTATIONS)?;
+    if !had_annotations {
+        // A database from before the annotation index: build it from the versions.
+        let versions = txn.open_table(MODEL_VERSIONS)?;
+        let mut annotations = txn.open_table(MODEL_ANNOTATIONS)?;
+        for entry in versions.iter()? {
+            let (k, v) = entry?;
+            let (repo, digest) = k.value();
+            let record: ModelRecord = serde_json::from_slice(v.value()).map_err(corrupt)?;
+            for (key, value) in &record.annotations {
+                annotations.insert((key.as_str(), value.as_str(), repo, digest), ())?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -37,6 +60,10 @@ pub(super) fn index(txn: &WriteTransaction, repo: &str, record: &ModelRecord) ->
     versions.insert((repo, d.as_str()), to_json(record)?.as_slice())?;
     txn.open_table(MODEL_TIMES)?
         .insert((repo, record.created_ms, d.as_str()), ())?;
+    let mut annotations = txn.open_table(MODEL_ANNOTATIONS)?;
+    for (key, value) in &record.annotations {
+        annotations.insert((key.as_str(), value.as_str(), repo, d.as_str()), ())?;
+    }
     let mut added = 0u64;
     let mut blobs = txn.open_table(MODEL_BLOBS)?;
     for (blob, size) in record.blobs() {
@@ -64,6 +91,10 @@ pub(super) fn unindex(txn: &WriteTransaction, repo: &str, digest: &str) -> Store
     };
     txn.open_table(MODEL_TIMES)?
         .remove((repo, record.created_ms, digest))?;
+    let mut annotations = txn.open_table(MODEL_ANNOTATIONS)?;
+    for (key, value) in &record.annotations {
+        annotations.remove((key.as_str(), value.as_str(), repo, digest))?;
+    }
     let mut freed = 0u64;
     let mut blobs = txn.open_table(MODEL_BLOBS)?;
     for blob in record.blobs().keys() {
@@ -115,6 +146,29 @@ pub(super) fn versions(txn: &ReadTransaction, repo: &str) -> StoreResult<Vec<Mod
     Ok(out)
 }
 
+/// Versions (digests by repository) carrying annotation `key` = `value`, in
+/// repositories after `after`.
+fn carrying(
+    txn: &ReadTransaction,
+    key: &str,
+    value: &str,
+    after: Option<&str>,
+) -> StoreResult<BTreeMap<String, Vec<String>>> {
+    let t = txn.open_table(MODEL_ANNOTATIONS)?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in t.range((key, value, after.unwrap_or(""), "")..)? {
+        let (k, _) = entry?;
+        let (k_key, k_value, repo, digest) = k.value();
+        if k_key != key || k_value != value {
+            break;
+        }
+        out.entry(repo.to_string())
+            .or_default()
+            .push(digest.to_string());
+    }
+    Ok(out)
+}
+
 /// The digest of the version of `repo` created last.
 fn latest_digest(txn: &ReadTransaction, repo: &str) -> StoreResult<Option<String>> {
     let t = txn.open_table(MODEL_TIMES)?;
@@ -153,6 +207,11 @@ pub(super) fn list(
         Some(a) => models.range(a..)?,
         None => models.range::<&str>(..)?,
     };
+    // With annotation filters, only versions carrying the first one are read.
+    let candidates = match filter.annotations.first() {
+        Some((key, value)) => Some(carrying(txn, key, value, after)?),
+        None => None,
+    };
     let mut items = Vec::new();
     let mut more = false;
     for entry in iter {
@@ -161,12 +220,18 @@ pub(super) fn list(
         if after == Some(name) || !filter.matches_name(name) {
             continue;
         }
-        if !filter.annotations.is_empty()
-            && !versions(txn, name)?
-                .iter()
-                .any(|v| filter.matches_version(v))
-        {
-            continue;
+        if let Some(candidates) = &candidates {
+            let mut matched = false;
+            for digest in candidates.get(name).into_iter().flatten() {
+                let record = version(txn, name, digest)?;
+                if record.is_some_and(|r| filter.matches_version(&r)) {
+                    matched = true;
+                    break;
+                }
+            }
+            if !matched {
+                continue;
+            }
         }
         if items.len() == limit {
             more = true;
