@@ -26,8 +26,23 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     ))
 }
 
+/// Raises the soft limit on open files to the hard one, as Go servers (CNCF
+/// distribution among them) do at start: each connection and each upload holds a
+/// descriptor, and the usual soft default of 1024 is a few hundred clients.
+/// Returns the limit in force, if it could be set.
+fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            None
+        }
+    }
+}
+
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let open_files = raise_open_files_limit();
     let registry = open_registry(&config)?;
     let app = App::new(registry);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
@@ -37,7 +52,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line to learn the (possibly ephemeral) port.
     println!("berth listening on {addr}");
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync, "serving");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync,
+        open_files_limit = open_files, "serving");
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });

@@ -1,4 +1,4 @@
-//! Operations: health, readiness, metrics, request ids, graceful shutdown.
+//! Operations: health, readiness, metrics, request ids, graceful shutdown, the open-files limit.
 
 use std::time::Duration;
 
@@ -102,4 +102,42 @@ async fn sigterm_lets_in_flight_requests_finish() {
     );
     // New connections are refused once it stopped.
     assert!(client().get(format!("{base}/v2/")).send().await.is_err());
+}
+
+/// The server raises its soft open-files limit to the hard one at start: each
+/// connection and upload holds a descriptor, and a soft limit of a few hundred
+/// would turn clients away long before the machine runs out.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=256:4096")
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs berth");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("berth listening on"), "{line:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        open_files[3..5],
+        ["4096", "4096"],
+        "soft and hard: {limits}"
+    );
 }
