@@ -290,9 +290,13 @@ async fn a_version_shows_its_first_hundred_referrers_and_where_the_rest_continue
         .collect();
     assert_eq!(shown, pushed[..100], "the first hundred, in digest order");
     let next = v["referrers_next"].as_str().expect("referrers_next");
+    // The same form-encoded URL as the referrers API's own `Link` header.
     assert_eq!(
         next,
-        format!("/v2/{repo}/referrers/{v1}?last={}", pushed[99])
+        format!(
+            "/v2/{repo}/referrers/{v1}?last={}",
+            pushed[99].replacen(':', "%3A", 1)
+        )
     );
     let rest: serde_json::Value = c
         .get(format!("{url}{next}"))

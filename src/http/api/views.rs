@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::http::v2::referrers_page;
 use crate::models::compare::Comparison;
 use crate::oci::{Descriptor, Digest};
 use crate::registry::ModelVersion;
@@ -159,10 +160,10 @@ impl<'a> VersionDetail<'a> {
             annotations: &r.annotations,
             referrers,
             referrers_next: v
-                .more_referrers
-                .then(|| v.referrers.last())
-                .flatten()
-                .map(|last| format!("/v2/{name}/referrers/{}?last={}", r.digest, last.digest)),
+                .referrers
+                .last()
+                .filter(|_| v.more_referrers)
+                .map(|last| referrers_page(name, &r.digest, None, &last.digest.to_string())),
         }
     }
 }

@@ -31,7 +31,35 @@ fn pagination(ctx: Ctx<'_>) -> Result<(Option<usize>, Option<&str>), ApiError> {
     Ok((n, ctx.query.get("last")))
 }
 
-/// A JSON listing with an RFC 5988 `Link` to the next page when there is one.
+/// `path?query`, the query form-encoded from `params`: where a listing continues.
+fn page_url(path: &str, params: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs(params);
+    format!("{path}?{}", q.finish())
+}
+
+/// An RFC 8288 `Link` to the next page.
+fn next_link(url: &str) -> String {
+    format!("<{url}>; rel=\"next\"")
+}
+
+/// Where the referrers of `subject` continue after the referrer digest `last`
+/// (the `Link` of a referrers page, and the model API's `referrers_next`).
+pub(crate) fn referrers_page(
+    repo: &str,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+    last: &str,
+) -> String {
+    let mut params = Vec::with_capacity(2);
+    if let Some(t) = artifact_type {
+        params.push(("artifactType", t));
+    }
+    params.push(("last", last));
+    page_url(&format!("/v2/{repo}/referrers/{subject}"), &params)
+}
+
+/// A JSON listing with an RFC 8288 `Link` to the next page when there is one.
 fn page_response(
     path: &str,
     n: Option<usize>,
@@ -40,15 +68,13 @@ fn page_response(
 ) -> Result<Response, ApiError> {
     let mut b = Response::builder().header(header::CONTENT_TYPE, "application/json");
     if let (true, Some(last)) = (page.more, page.items.last()) {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        if let Some(n) = n {
-            q.append_pair("n", &n.to_string());
+        let n = n.map(|n| n.to_string());
+        let mut params = Vec::with_capacity(2);
+        if let Some(n) = &n {
+            params.push(("n", n.as_str()));
         }
-        q.append_pair("last", last);
-        b = b.header(
-            header::LINK,
-            format!("<{path}?{}>; rel=\"next\"", q.finish()),
-        );
+        params.push(("last", last.as_str()));
+        b = b.header(header::LINK, next_link(&page_url(path, &params)));
     }
     b.body(Body::from(body.to_string())).map_err(internal)
 }
@@ -88,18 +114,8 @@ pub(super) async fn referrers(
         b = b.header("oci-filters-applied", "artifactType");
     }
     if let Some(after) = &page.next_after {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        if let Some(t) = artifact_type {
-            q.append_pair("artifactType", t);
-        }
-        q.append_pair("last", after);
-        b = b.header(
-            header::LINK,
-            format!(
-                "</v2/{repo}/referrers/{subject}?{}>; rel=\"next\"",
-                q.finish()
-            ),
-        );
+        let url = referrers_page(repo.as_str(), subject, artifact_type, after);
+        b = b.header(header::LINK, next_link(&url));
     }
     b.body(Body::from(body.to_string())).map_err(internal)
 }

@@ -19,6 +19,8 @@ use super::endpoint::Endpoint;
 use super::error::ApiError;
 use crate::store::ByteStream;
 
+pub(crate) use listing::referrers_page;
+
 pub const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 pub const API_VERSION: &str = "docker-distribution-api-version";
 
