@@ -2,8 +2,6 @@
 //! totals, and blob reference counts for the deduplicated size of each model.
 //! Every function runs inside the caller's transaction.
 
-use std::collections::BTreeMap;
-
 use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use super::{TAGS, corrupt, to_json};
@@ -146,27 +144,25 @@ pub(super) fn versions(txn: &ReadTransaction, repo: &str) -> StoreResult<Vec<Mod
     Ok(out)
 }
 
-/// Versions (digests by repository) carrying annotation `key` = `value`, in
-/// repositories after `after`.
-fn carrying(
+/// Whether a version of `repo` carries every annotation `filter` asks for; only
+/// the versions carrying the first one are read.
+fn has_matching_version(
     txn: &ReadTransaction,
-    key: &str,
-    value: &str,
-    after: Option<&str>,
-) -> StoreResult<BTreeMap<String, Vec<String>>> {
+    repo: &str,
+    filter: &ModelFilter,
+) -> StoreResult<bool> {
+    let Some((key, value)) = filter.annotations.first() else {
+        return Ok(true);
+    };
+    let (key, value) = (key.as_str(), value.as_str());
     let t = txn.open_table(MODEL_ANNOTATIONS)?;
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for entry in t.range((key, value, after.unwrap_or(""), "")..)? {
-        let (k, _) = entry?;
-        let (k_key, k_value, repo, digest) = k.value();
-        if k_key != key || k_value != value {
-            break;
+    for entry in t.range((key, value, repo, "")..=(key, value, repo, MAX_KEY))? {
+        let digest = entry?.0.value().3.to_string();
+        if version(txn, repo, &digest)?.is_some_and(|v| filter.matches_version(&v)) {
+            return Ok(true);
         }
-        out.entry(repo.to_string())
-            .or_default()
-            .push(digest.to_string());
     }
-    Ok(out)
+    Ok(false)
 }
 
 /// The digest of the version of `repo` created last.
@@ -207,11 +203,6 @@ pub(super) fn list(
         Some(a) => models.range(a..)?,
         None => models.range::<&str>(..)?,
     };
-    // With annotation filters, only versions carrying the first one are read.
-    let candidates = match filter.annotations.first() {
-        Some((key, value)) => Some(carrying(txn, key, value, after)?),
-        None => None,
-    };
     let mut items = Vec::new();
     let mut more = false;
     for entry in iter {
@@ -220,18 +211,8 @@ pub(super) fn list(
         if after == Some(name) || !filter.matches_name(name) {
             continue;
         }
-        if let Some(candidates) = &candidates {
-            let mut matched = false;
-            for digest in candidates.get(name).into_iter().flatten() {
-                let record = version(txn, name, digest)?;
-                if record.is_some_and(|r| filter.matches_version(&r)) {
-                    matched = true;
-                    break;
-                }
-            }
-            if !matched {
-                continue;
-            }
+        if !has_matching_version(txn, name, filter)? {
+            continue;
         }
         if items.len() == limit {
             more = true;
