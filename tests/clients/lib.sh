@@ -1,4 +1,7 @@
-# Sourced by the client scripts in this directory. Gives them:
+# Sourced by the client scripts in this directory, first thing. Gives them:
+#   client_script "$@" -- CMD...
+#                      sets HOST from the script's one argument (else usage, exit 2) and
+#                      exits 2 unless every CMD is installed
 #   T                  a temp dir, removed on exit (after the script's own `cleanup`, if defined)
 #   step, ok, fail     the step being run, and how a script reports it
 #   run CMD...         runs CMD keeping its output in $T/out and $T/err; fails the step on error
@@ -7,6 +10,27 @@
 #                      anything (through HOME), a vfs storage.conf, an empty auth file.
 #                      Nothing under /etc is read for them or changed.
 T=$(mktemp -d -t berth-client-XXXXXX)
+
+client_script() {
+    local args=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        args+=("$1")
+        shift
+    done
+    if [ ${#args[@]} -ne 1 ] || [ $# -eq 0 ]; then
+        echo "usage: $0 REGISTRY_HOSTPORT   (plain HTTP, e.g. 127.0.0.1:5000)" >&2
+        exit 2
+    fi
+    HOST=${args[0]}
+    shift
+    local cmd
+    for cmd in "$@"; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            echo "FAIL: $cmd is not installed: run scripts/install-test-deps.sh" >&2
+            exit 2
+        fi
+    done
+}
 
 step=""
 ok() { echo "ok   $*"; }

@@ -11,20 +11,9 @@
 # Client configuration is the script's own (lib.sh); nothing under /etc is changed.
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 REGISTRY_HOSTPORT" >&2
-    exit 2
-fi
-HOST=$1
-for cmd in podman containerd ctr python3 sha256sum tar; do
-    if ! command -v "$cmd" >/dev/null 2>&1; then
-        echo "FAIL: $cmd is not installed: run scripts/install-test-deps.sh" >&2
-        exit 2
-    fi
-done
-
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+client_script "$@" -- podman containerd ctr python3 sha256sum tar
 containers_config
 PODMAN=(podman --root "$T/storage/root" --runroot "$T/storage/run" --storage-driver vfs
     --cgroup-manager cgroupfs --events-backend none --tmpdir "$T/tmp")

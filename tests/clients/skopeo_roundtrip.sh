@@ -12,20 +12,9 @@
 # skopeo reads only config files this script owns, in a temp dir (lib.sh).
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: $0 REGISTRY_HOSTPORT" >&2
-    exit 2
-fi
-HOST=$1
-for cmd in skopeo umoci python3 sha256sum tar gzip; do
-    if ! command -v "$cmd" >/dev/null 2>&1; then
-        echo "FAIL: $cmd is not installed: run scripts/install-test-deps.sh" >&2
-        exit 2
-    fi
-done
-
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+client_script "$@" -- skopeo umoci python3 sha256sum tar gzip
 containers_config
 SKOPEO=(skopeo --policy "$HOME/.config/containers/policy.json" --registries.d "$T/registries.d" --tmpdir "$T/tmp" --command-timeout 300s)
 
