@@ -39,13 +39,7 @@ async fn pushed_models_are_listed_and_searched() {
     // Distinct blobs: the shared 4000-byte base once, three heads, three configs.
     let mut configs = 0;
     for tag in ["v1", "v2", "v3"] {
-        let v = get_json(
-            &c,
-            url,
-            &format!("/api/v1/models/team/classifier/versions/{tag}"),
-            StatusCode::OK,
-        )
-        .await;
+        let v = version_view(&c, url, "team/classifier", tag).await;
         configs += v["config"]["size"].as_u64().unwrap();
     }
     assert_eq!(
@@ -154,13 +148,7 @@ async fn show_has_descriptor_lineage_tags_layers_and_grouped_referrers() {
         }
     }
 
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/prod"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "prod").await;
     assert_eq!(v["name"], repo);
     assert_eq!(v["digest"], v2);
     assert_eq!(v["descriptor"]["digest"], v2);
@@ -201,13 +189,7 @@ async fn show_has_descriptor_lineage_tags_layers_and_grouped_referrers() {
     assert!(v.get("referrers_next").is_none(), "all referrers are shown");
 
     // By digest, the same version; unknown or malformed references are clean errors.
-    let by_digest = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/{v2}"),
-        StatusCode::OK,
-    )
-    .await;
+    let by_digest = version_view(&c, url, repo, &v2).await;
     assert_eq!(by_digest["digest"], v2);
     let page = get_json(
         &c,
@@ -275,13 +257,7 @@ async fn a_version_shows_its_first_hundred_referrers_and_where_the_rest_continue
         pushed.push(put_manifest(&c, url, repo, &d, &m).await);
     }
     pushed.sort();
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/{v1}"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, &v1).await;
     let shown: Vec<&str> = v["referrers"][kind]
         .as_array()
         .unwrap()
@@ -437,26 +413,14 @@ async fn deleted_versions_are_unindexed_and_the_index_survives_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    get_json(
-        &c,
-        &url,
-        &format!("/api/v1/models/team/classifier/versions/{v1}"),
-        StatusCode::OK,
-    )
-    .await;
+    version_view(&c, &url, "team/classifier", &v1).await;
 
     let srv = srv.restart();
     let url = srv.url.clone();
     let m = get_json(&c, &url, "/api/v1/models", StatusCode::OK).await;
     assert_eq!(m["items"][0]["name"], "team/classifier");
     assert_eq!(m["items"][0]["versions"], 2);
-    let v = get_json(
-        &c,
-        &url,
-        "/api/v1/models/team/classifier/versions/prod",
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, &url, "team/classifier", "prod").await;
     assert_eq!(v["metrics"]["auc"], 0.92);
 
     for d in [&v1, &v2] {

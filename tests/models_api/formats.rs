@@ -49,13 +49,7 @@ async fn legacy_kitops_and_docker_models_are_indexed_plain_images_are_not() {
     layer["annotations"] = json!({ "org.cnai.model.filepath": "model.gguf" });
     let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": cfg, "layers": [layer] });
     put_manifest(&c, url, repo, "v1", &m).await;
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/v1"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "v1").await;
     assert_eq!(v["kind"], "modelpack-legacy");
     assert_eq!(v["created"], "2023-01-02T01:04:05Z");
     assert_eq!(v["model"]["format"], "gguf");
@@ -102,13 +96,7 @@ async fn legacy_kitops_and_docker_models_are_indexed_plain_images_are_not() {
     let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": cfg, "layers": [model, data],
         "annotations": { "dev.berth.metric.accuracy": "0.88" } });
     put_manifest(&c, url, repo, "1.2.0", &m).await;
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/1.2.0"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "1.2.0").await;
     assert_eq!(v["kind"], "kitops");
     assert_eq!(v["description"], "A sentiment model");
     assert_eq!(v["model"]["name"], "sentiment");
@@ -155,13 +143,7 @@ async fn legacy_kitops_and_docker_models_are_indexed_plain_images_are_not() {
     .await;
     let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": cfg, "layers": [gguf, license] });
     put_manifest(&c, url, repo, "latest", &m).await;
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/latest"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "latest").await;
     assert_eq!(v["kind"], "docker-ai");
     assert_eq!(v["created"], "2025-04-01T00:00:00Z");
     assert_eq!(v["model"]["param_size"], "360M");
@@ -227,13 +209,7 @@ async fn unreadable_config_is_indexed_from_annotations() {
         "annotations": { "dev.berth.metric.auc": "0.5", "org.opencontainers.image.created": "2024-05-05T05:05:05Z",
             "org.opencontainers.image.description": "from annotations" } });
     put_manifest(&c, url, repo, "v1", &m).await;
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/v1"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "v1").await;
     assert_eq!(v["metrics"]["auc"], 0.5);
     assert_eq!(v["created"], "2024-05-05T05:05:05Z");
     assert_eq!(v["description"], "from annotations");
@@ -292,13 +268,7 @@ async fn a_config_read_failure_fails_the_push_and_a_retry_indexes_the_config() {
     std::fs::remove_dir(&file).unwrap();
     std::fs::rename(&aside, &file).unwrap();
     put_manifest(&c, url, repo, "v1", &m).await;
-    let v = get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/v1"),
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, repo, "v1").await;
     assert_eq!(v["description"], "from the config");
     assert_eq!(v["model"]["format"], "safetensors");
 }
@@ -349,13 +319,7 @@ async fn a_model_pushed_by_the_oras_sdk_with_berth_annotations_is_listed() {
     );
     let (c, url) = (client(), srv.url.as_str());
     assert_eq!(names(&c, url).await, ["oras/model"]);
-    let v = get_json(
-        &c,
-        url,
-        "/api/v1/models/oras/model/versions/v1",
-        StatusCode::OK,
-    )
-    .await;
+    let v = version_view(&c, url, "oras/model", "v1").await;
     assert_eq!(v["kind"], "annotated");
     assert_eq!(v["metrics"]["accuracy"], 0.91);
     assert_eq!(v["params"]["lr"], "0.003");
@@ -379,13 +343,7 @@ async fn absurd_declared_sizes_neither_overflow_nor_block_deletion() {
     let m = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": MP_MANIFEST, "config": cfg, "layers": [a, b],
         "annotations": { "dev.berth.metric.auc": "0.5" } });
     let d = put_manifest(&c, url, repo, "v1", &m).await;
-    get_json(
-        &c,
-        url,
-        &format!("/api/v1/models/{repo}/versions/v1"),
-        StatusCode::OK,
-    )
-    .await;
+    version_view(&c, url, repo, "v1").await;
     get_json(&c, url, "/api/v1/models", StatusCode::OK).await;
     let cmp = get_json(
         &c,

@@ -142,6 +142,12 @@ pub async fn get_json(c: &Client, url: &str, path: &str, status: StatusCode) -> 
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
 }
 
+/// The model API's view of version `reference` of `repo` (200 asserted).
+pub async fn version_view(c: &Client, url: &str, repo: &str, reference: &str) -> Value {
+    let path = format!("/api/v1/models/{repo}/versions/{reference}");
+    get_json(c, url, &path, StatusCode::OK).await
+}
+
 /// Asserts an API error with this status and code.
 pub async fn expect_error(c: &Client, url: &str, path: &str, status: StatusCode, code: &str) {
     let v = get_json(c, url, path, status).await;
