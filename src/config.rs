@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -49,6 +50,10 @@ pub struct ServeArgs {
     /// Most threads doing file I/O at once; further reads and writes wait their turn [default: 512].
     #[arg(long, env = "BERTH_IO_THREADS")]
     pub io_threads: Option<NonZeroUsize>,
+    /// Seconds a connection may take to send a request head, or sit idle
+    /// between requests, before it is closed; 0 for no limit [default: 30].
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -64,6 +69,7 @@ struct FileConfig {
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
     io_threads: Option<NonZeroUsize>,
+    header_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +89,9 @@ pub enum ConfigError {
 /// tokio's own default for its blocking pool.
 const DEFAULT_IO_THREADS: NonZeroUsize = NonZeroUsize::new(512).unwrap();
 
+/// hyper's own default, which it applies only when given a timer.
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
+
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -94,6 +103,9 @@ pub struct Config {
     pub direct_io: bool,
     /// Most threads of the runtime's blocking pool, where file I/O runs.
     pub io_threads: NonZeroUsize,
+    /// How long a connection may take over a request head or idle between
+    /// requests; `None` for no limit.
+    pub header_timeout: Option<Duration>,
     pub limits: Limits,
 }
 
@@ -124,6 +136,14 @@ impl Config {
                 .io_threads
                 .or(file.io_threads)
                 .unwrap_or(DEFAULT_IO_THREADS),
+            header_timeout: match args
+                .header_timeout_secs
+                .or(file.header_timeout_secs)
+                .unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             limits: Limits {
                 max_manifest_bytes: args
                     .max_manifest_bytes
@@ -166,12 +186,13 @@ mod tests {
         assert!(c.fsync);
         assert!(!c.direct_io);
         assert_eq!(c.io_threads.get(), 512);
+        assert_eq!(c.header_timeout, Some(Duration::from_secs(30)));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\nio_threads = 8\n",
+            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\nio_threads = 8\nheader_timeout_secs = 0\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -185,6 +206,7 @@ mod tests {
         assert!(c.direct_io);
         assert_eq!(c.limits.max_manifest_bytes, 20);
         assert_eq!(c.io_threads.get(), 8);
+        assert_eq!(c.header_timeout, None);
 
         std::fs::write(&path, "adress = \"typo\"\n").unwrap();
         assert!(matches!(

@@ -2,8 +2,13 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use crate::config::Config;
 use crate::http::{App, router};
@@ -54,14 +59,78 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("berth listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync,
         open_files_limit = open_files, "serving");
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    serve_connections(listener, router(app), &config).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The accept loop, in place of `axum::serve`, which sets no timer and so no
+/// header-read timeout: a client could hold a connection (and a descriptor)
+/// open forever by never finishing a request head, or by idling between
+/// requests, since hyper's header timer also runs while a kept-alive connection
+/// waits for its next request. Ends on SIGTERM or Ctrl-C, once every
+/// connection has finished its request in flight.
+async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router, config: &Config) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => tcp,
+                Err(e) => {
+                    wait_after_accept_error(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        tune_connection(&tcp);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http
+            .serve_connection(TokioIo::new(tcp), service)
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// Small responses go out at once; a peer that vanished mid-request (host gone,
+/// cable pulled) is found by keep-alive probes within about two minutes,
+/// instead of holding its connection and upload open for the kernel's two hours.
+fn tune_connection(tcp: &tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "could not enable TCP keep-alive");
+    }
+}
+
+/// A failed `accept` either concerns one connection (the peer gave up: go on at
+/// once) or the process (out of descriptors or memory: wait a moment so the
+/// loop does not spin, as Go's and axum's servers do).
+async fn wait_after_accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Expires idle upload sessions now and then (at start, then every quarter TTL,

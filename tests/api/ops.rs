@@ -1,4 +1,5 @@
-//! Operations: health, readiness, metrics, request ids, graceful shutdown, the open-files limit.
+//! Operations: health, readiness, metrics, request ids, graceful shutdown, the open-files
+//! limit, connection timeouts.
 
 use std::time::Duration;
 
@@ -140,4 +141,59 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
         ["4096", "4096"],
         "soft and hard: {limits}"
     );
+}
+
+/// A connection that never finishes its request head, or sits idle after a
+/// request, is closed once the header timeout passes: otherwise each such
+/// client would hold a connection and a descriptor for as long as it liked. A
+/// request body that pauses longer than that is not cut: the timeout is for
+/// heads, and large uploads legitimately stall.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    let srv = TestServer::start_with(&["--header-timeout-secs", "1"]);
+    let loc = start_upload(&client(), &srv.url, "timeouts/slow-body").await;
+    let mut slow_head = TcpStream::connect(&srv.addr).await.unwrap();
+    slow_head
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: berth\r\n")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(&srv.addr).await.unwrap();
+    idle.write_all(b"GET /v2/ HTTP/1.1\r\nHost: berth\r\n\r\n")
+        .await
+        .unwrap();
+    let mut slow_body = TcpStream::connect(&srv.addr).await.unwrap();
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: 10\r\nConnection: close\r\n\r\n12345"
+    );
+    slow_body.write_all(head.as_bytes()).await.unwrap();
+
+    let read_until_closed = |mut conn: TcpStream| async move {
+        let mut got = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got)).await;
+        (closed.is_ok(), String::from_utf8_lossy(&got).into_owned())
+    };
+    let finish_body = async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        slow_body.write_all(b"67890").await.unwrap();
+        read_until_closed(slow_body).await
+    };
+    let (slow_head, idle, slow_body) = tokio::join!(
+        read_until_closed(slow_head),
+        read_until_closed(idle),
+        finish_body
+    );
+    assert!(slow_head.0, "an unfinished head is cut off: {slow_head:?}");
+    assert!(!slow_head.1.contains(" 200 "), "{slow_head:?}");
+    assert!(idle.0, "an idle connection is closed: {idle:?}");
+    assert!(idle.1.starts_with("HTTP/1.1 200 "), "{idle:?}");
+    assert!(
+        slow_body.1.starts_with("HTTP/1.1 202 "),
+        "a paused body still completes: {slow_body:?}"
+    );
+    assert!(slow_body.1.contains("range: 0-9\r\n"), "{slow_body:?}");
 }
