@@ -10,7 +10,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Hasher};
-use crate::store::{BlobStore, ByteStream, UploadRecord};
+use crate::store::{AppendError, BlobStore, ByteStream, UploadRecord};
 
 /// Live state of one upload session.
 pub(super) struct Session {
@@ -427,12 +427,17 @@ impl Registry {
                 }
                 Ok((s, size + n))
             }
-            Err((_, e)) => {
+            Err((_, AppendError::Body(e))) => {
                 s.hasher = None;
                 if let Some(too_long) = e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
                     return Err(RegistryError::SizeInvalid(too_long.to_string()));
                 }
                 Err(RegistryError::Body(e))
+            }
+            // Ours, not the client's: a 500 it retries, never a 400 it gives up on.
+            Err((_, AppendError::Store(e))) => {
+                s.hasher = None;
+                Err(RegistryError::Store(crate::store::StoreError::Io(e)))
             }
         }
     }

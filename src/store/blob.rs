@@ -12,6 +12,19 @@ use crate::oci::Digest;
 /// A stream of body bytes, as read from or written to a store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
 
+/// Why an append ended early: the body's side or the store's, which callers
+/// answer differently (the client sent something wrong or went away, against a
+/// server fault the client should retry).
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The incoming stream failed: cut off, stalled, longer than declared.
+    #[error("request body could not be read: {0}")]
+    Body(std::io::Error),
+    /// Writing what arrived failed: disk full, I/O error.
+    #[error("upload could not be written: {0}")]
+    Store(std::io::Error),
+}
+
 /// An inclusive byte range `[start, end]` already checked against the blob size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
@@ -68,10 +81,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_len(&self, id: &str) -> StoreResult<Option<u64>>;
 
     /// Appends a stream to an upload, returning the number of bytes appended. On
-    /// a stream error the bytes received so far stay appended (the client resumes
+    /// a failure the bytes received so far stay appended (the client resumes
     /// from the reported offset) and the error is returned with that count.
-    async fn append_upload(&self, id: &str, body: ByteStream)
-    -> Result<u64, (u64, std::io::Error)>;
+    async fn append_upload(&self, id: &str, body: ByteStream) -> Result<u64, (u64, AppendError)>;
 
     /// Streams an upload's bytes from the start (to re-hash after a restart).
     async fn read_upload(&self, id: &str) -> StoreResult<ByteStream>;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::append::Appender;
-use super::blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream};
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -332,12 +332,12 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &str,
         mut body: ByteStream,
-    ) -> Result<u64, (u64, std::io::Error)> {
+    ) -> Result<u64, (u64, AppendError)> {
         let path = self.upload_path(id);
         let (durable, direct) = (self.fsync, self.direct);
         let appender = blocking(move || Appender::open(&path, durable, direct))
             .await
-            .map_err(|e| (0, e))?;
+            .map_err(|e| (0, AppendError::Store(e)))?;
         // The request task receives (and the caller hashes) while a blocking thread
         // writes: hashing and disk I/O overlap instead of adding up. The writer
         // holds a thread only while it has batches to write: a client that sends
@@ -374,7 +374,8 @@ impl BlobStore for FsBlobStore {
             .await
             .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
         match (result, stream_error) {
-            (Err(e), _) | (Ok(()), Some(e)) => Err((written, e)),
+            (Err(e), _) => Err((written, AppendError::Store(e))),
+            (Ok(()), Some(e)) => Err((written, AppendError::Body(e))),
             (Ok(()), None) => Ok(written),
         }
     }

@@ -11,7 +11,7 @@ pub mod redb;
 mod suite;
 mod writeback;
 
-pub use blob::{BlobReader, BlobStore, ByteRange, ByteStream};
+pub use blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream};
 pub use meta::{ManifestRecord, MetaStore, Page, Required, UploadRecord};
 pub use model::{ModelFilter, ModelPage, ModelRecord, ModelSummary};
 

@@ -147,7 +147,8 @@ pub async fn blob_store(store: &dyn BlobStore) {
         Ok(Bytes::from(vec![7u8; (2 << 20) + 3])),
         Err(std::io::Error::other("client went away")),
     ]));
-    let (n, _) = store.append_upload("big", failing).await.unwrap_err();
+    let (n, e) = store.append_upload("big", failing).await.unwrap_err();
+    assert!(matches!(e, super::AppendError::Body(_)), "{e:?}");
     assert_eq!(n, (2 << 20) + 3);
     assert_eq!(
         store.upload_len("big").await.unwrap(),

@@ -359,3 +359,27 @@ async fn stalled_uploads_do_not_hold_the_file_io_threads() {
     assert_eq!(served.as_ref(), b"not kept waiting");
     stalled.iter().for_each(|t| t.abort());
 }
+
+/// A chunk the server fails to write (here the disk is full: the upload file is
+/// `/dev/full`) is the server's fault: a 500, which clients retry, never a 400
+/// blaming the request. The session survives and reports what it kept.
+#[tokio::test]
+async fn a_chunk_the_disk_refuses_is_a_server_error_not_a_bad_request() {
+    let srv = TestServer::start();
+    let c = client();
+    let loc = start_upload(&c, &srv.url, "disk/full").await;
+    let id = loc.rsplit('/').next().unwrap();
+    let file = srv.data_dir.join("uploads").join(id);
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &file).unwrap();
+    let resp = c
+        .patch(format!("{}{loc}", srv.url))
+        .header("content-type", "application/octet-stream")
+        .body(vec![1u8; 3 << 20])
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN").await;
+    let status = send(&c, Method::GET, format!("{}{loc}", srv.url)).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+}
