@@ -46,6 +46,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A path that names no valid endpoint. A manifest reference that is neither
+    /// a tag nor a digest names nothing that could exist, so reading or deleting
+    /// it is a 404 (the spec lists only 404 for those; its conformance suite asks
+    /// exactly that), while pushing to it is the client's error.
+    pub fn endpoint(e: EndpointError, method: &axum::http::Method) -> Self {
+        use axum::http::Method;
+        match e {
+            EndpointError::Reference(_)
+                if [Method::GET, Method::HEAD, Method::DELETE].contains(method) =>
+            {
+                ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", e.to_string())
+            }
+            e => e.into(),
+        }
+    }
+}
+
 impl From<EndpointError> for ApiError {
     fn from(e: EndpointError) -> Self {
         let (status, code) = match &e {

@@ -275,6 +275,14 @@ async fn bad_manifests_are_refused_and_not_stored() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // Reading or deleting it finds nothing: nothing can exist under it.
+    for method in [Method::GET, Method::HEAD, Method::DELETE] {
+        let resp = send(&c, method.clone(), format!("{u}/v2/bad/m/manifests/-tag")).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method}");
+        if method != Method::HEAD {
+            assert_eq!(error_code(resp).await, "MANIFEST_UNKNOWN");
+        }
+    }
     // And the good one is accepted.
     let resp = c
         .put(format!("{u}/v2/bad/m/manifests/t"))

@@ -256,6 +256,9 @@ fn resolve(st: &State, name: &str, reference: &str) -> Option<String> {
 
 fn manifests(st: &mut State, _q: Quirks, req: &Request, name: &str, reference: &str) -> Response {
     let is_digest = reference.contains(':');
+    if !is_digest && !valid_tag(reference) && req.method != "PUT" {
+        return Response::error(404, "MANIFEST_UNKNOWN");
+    }
     if (is_digest && !valid_digest(reference)) || (!is_digest && !valid_tag(reference)) {
         return Response::error(
             400,

@@ -53,7 +53,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             };
             (endpoint.route(), handle(ctx, &endpoint, body).await)
         }
-        Err(e) => ("unknown", Err(e.into())),
+        Err(e) => ("unknown", Err(ApiError::endpoint(e, &parts.method))),
     };
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
