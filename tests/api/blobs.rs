@@ -41,6 +41,20 @@ async fn blob_is_readable_only_in_repositories_it_was_pushed_or_mounted_to() {
     .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
 
+    // A from= that is not a repository name (empty, malformed) names nowhere to
+    // mount from: an upload session, not a search of every repository.
+    for from in ["", "a//src", "A/SRC", "..%2Fa"] {
+        let resp = send(
+            &c,
+            Method::POST,
+            format!("{u}/v2/d/fourth/blobs/uploads/?mount={d}&from={from}"),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "from={from:?}");
+    }
+    let resp = send(&c, Method::HEAD, format!("{u}/v2/d/fourth/blobs/{d}")).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
     // A mount it cannot honour falls back to an upload session.
     let missing = sha256(b"never pushed");
     let resp = send(
@@ -382,4 +396,44 @@ async fn a_chunk_the_disk_refuses_is_a_server_error_not_a_bad_request() {
     expect_error(resp, StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN").await;
     let status = send(&c, Method::GET, format!("{}{loc}", srv.url)).await;
     assert_eq!(status.status(), StatusCode::NO_CONTENT);
+}
+
+/// `OCI-Chunk-Min-Length` is what clients are asked to send, not a rule: the
+/// final chunk may have any length (the spec's words), and a `PATCH` does not
+/// say whether it is the final one, so a short chunk is taken like any other.
+#[tokio::test]
+async fn a_chunk_below_the_advertised_minimum_is_accepted() {
+    let srv = TestServer::start_with(&["--chunk-min-length", "64"]);
+    let c = client();
+    let resp = c
+        .post(format!("{}/v2/min/chunk/blobs/uploads/", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.headers()["oci-chunk-min-length"], "64");
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    let data = vec![9u8; 100];
+    let mut loc = loc;
+    for (start, chunk) in [(0usize, &data[..64]), (64, &data[64..])] {
+        let resp = c
+            .patch(format!("{}{loc}", srv.url))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{start}-{}", start + chunk.len() - 1),
+            )
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "chunk at {start}");
+        loc = resp.headers()["location"].to_str().unwrap().to_string();
+    }
+    let resp = c
+        .put(format!("{}{loc}?digest={}", srv.url, sha256(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
 }

@@ -69,12 +69,14 @@ pub(super) async fn start(ctx: Ctx<'_>, repo: &RepoName, body: Body) -> Result<R
     let registry = &ctx.app.registry;
     if let Some(mount) = ctx.query.get("mount") {
         // A mount that cannot be honoured (bad digest, unknown source) falls back to
-        // an ordinary upload session, as the spec requires.
-        let digest = mount.parse::<Digest>().ok();
-        let from = ctx
-            .query
-            .get("from")
-            .filter(|f| f.parse::<RepoName>().is_ok());
+        // an ordinary upload session, as the spec requires. Only an absent `from`
+        // lets the registry find the blob anywhere (the spec's MAY); one that is
+        // not a repository name names nowhere, so nothing is mounted.
+        let from = ctx.query.get("from");
+        let digest = mount
+            .parse::<Digest>()
+            .ok()
+            .filter(|_| from.is_none_or(|f| f.parse::<RepoName>().is_ok()));
         return match registry
             .mount_or_start(repo.as_str(), digest.as_ref(), from)
             .await?
@@ -129,7 +131,7 @@ pub(super) async fn patch(
     let size = ctx
         .app
         .registry
-        .append_chunk(repo.as_str(), id, range, length, false, byte_stream(body))
+        .append_chunk(repo.as_str(), id, range, length, byte_stream(body))
         .await
         .map_err(|e| with_location(e, repo, id))?;
     progress(ctx, StatusCode::ACCEPTED, repo, id, size)
