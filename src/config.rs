@@ -41,7 +41,8 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
     pub max_manifest_bytes: Option<u64>,
-    /// Smallest non-final upload chunk accepted, in bytes; 0 for none [default: 0].
+    /// Smallest upload chunk clients are asked to send (`OCI-Chunk-Min-Length`), in
+    /// bytes; advertised, not enforced; 0 for none [default: 0].
     #[arg(long, env = "BERTH_CHUNK_MIN_LENGTH")]
     pub chunk_min_length: Option<u64>,
     /// Seconds an upload session may stay idle before it expires [default: 86400].

@@ -24,8 +24,9 @@ use crate::store::{BlobStore, MetaStore};
 pub struct Limits {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: u64,
-    /// Smallest non-final chunk accepted in a chunked upload (`OCI-Chunk-Min-Length`);
-    /// 0 means no minimum.
+    /// Smallest chunk clients should send (`OCI-Chunk-Min-Length`); 0 means no
+    /// minimum. Advertised, not enforced: the final chunk may have any length
+    /// and a `PATCH` does not say whether it is the final one.
     pub chunk_min_length: u64,
     /// Largest page a listing returns, whatever `n` asks for.
     pub max_page: usize,

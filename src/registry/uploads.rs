@@ -333,20 +333,18 @@ impl Registry {
     }
 
     /// Appends a chunk. `range` is the request's `Content-Range`, `length` its
-    /// `Content-Length`; `last` is true for the final chunk of a `PUT` (exempt from
-    /// the minimum chunk size). Returns the new size.
+    /// `Content-Length`. Returns the new size.
     pub async fn append_chunk(
         &self,
         repo: &str,
         id: &str,
         range: Option<ChunkRange>,
         length: Option<u64>,
-        last: bool,
         body: ByteStream,
     ) -> Result<u64> {
         let session = self.session(repo, id).await?;
         let s = session.lock_owned().await;
-        let (_, size) = self.append_locked(s, id, range, length, last, body).await?;
+        let (_, size) = self.append_locked(s, id, range, length, body).await?;
         Ok(size)
     }
 
@@ -361,7 +359,6 @@ impl Registry {
         id: &str,
         range: Option<ChunkRange>,
         length: Option<u64>,
-        last: bool,
         body: ByteStream,
     ) -> Result<(SessionGuard, u64)> {
         let size = self.stored_len(id).await?;
@@ -389,12 +386,6 @@ impl Registry {
             None => None,
         };
         let expected = declared_span.or(length);
-        let min = self.limits.chunk_min_length;
-        if !last && min > 0 && expected.is_some_and(|n| n < min) {
-            return Err(out_of_order(format!(
-                "chunk is smaller than the minimum of {min} bytes"
-            )));
-        }
         if s.hashed != size {
             s.hasher = None; // bytes arrived that this process did not hash
         }
@@ -456,7 +447,7 @@ impl Registry {
         let session = self.session(repo, id).await?;
         let mut s = session.lock_owned().await;
         if let Some(body) = body {
-            (s, _) = self.append_locked(s, id, range, length, true, body).await?;
+            (s, _) = self.append_locked(s, id, range, length, body).await?;
         }
         let size = self.stored_len(id).await?;
         let computed = match (digest.algorithm(), s.hasher.take()) {
@@ -612,7 +603,7 @@ impl Registry {
             hashed: 0,
         }));
         let (mut s, size) = self
-            .append_locked(s.lock_owned().await, id, None, length, true, body)
+            .append_locked(s.lock_owned().await, id, None, length, body)
             .await?;
         let computed = match s.hasher.take() {
             Some(h) if s.hashed == size => h.finish(),
