@@ -150,6 +150,20 @@ impl Endpoint {
         }
     }
 
+    /// The methods this endpoint answers, for the `Allow` of a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        match self {
+            Endpoint::Base
+            | Endpoint::Catalog
+            | Endpoint::Tags { .. }
+            | Endpoint::Referrers { .. } => "GET, HEAD",
+            Endpoint::Manifest { .. } => "GET, HEAD, PUT, DELETE",
+            Endpoint::Blob { .. } => "GET, HEAD, DELETE",
+            Endpoint::UploadStart { .. } => "POST",
+            Endpoint::Upload { .. } => "GET, HEAD, PATCH, PUT, DELETE",
+        }
+    }
+
     /// The action a method on this endpoint needs.
     pub fn action(&self, method: &Method) -> Action {
         match (self, method) {

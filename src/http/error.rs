@@ -33,12 +33,14 @@ impl ApiError {
         self
     }
 
-    pub fn unsupported_method() -> Self {
+    /// A 405, naming the methods the resource does allow (RFC 9110 requires it).
+    pub fn unsupported_method(allow: &'static str) -> Self {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
             "the operation is unsupported",
         )
+        .with_header(axum::http::header::ALLOW, HeaderValue::from_static(allow))
     }
 
     pub fn digest_invalid(message: impl Into<String>) -> Self {

@@ -458,13 +458,52 @@ async fn a_monolithic_push_cut_off_mid_body_leaves_no_upload_behind() {
 async fn unsupported_methods_and_paths() {
     let srv = TestServer::start();
     let c = client();
-    let resp = send(
-        &c,
-        Method::PATCH,
-        format!("{}/v2/a/manifests/latest", srv.url),
-    )
-    .await;
-    expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+    // A 405 names what the resource does allow (RFC 9110's MUST).
+    let upload = start_upload(&c, &srv.url, "a").await;
+    for (method, path, allow) in [
+        (
+            Method::PATCH,
+            "/v2/a/manifests/latest",
+            "GET, HEAD, PUT, DELETE",
+        ),
+        (
+            Method::POST,
+            "/v2/a/manifests/latest",
+            "GET, HEAD, PUT, DELETE",
+        ),
+        (
+            Method::PUT,
+            &format!("/v2/a/blobs/{}", sha256(b"x")),
+            "GET, HEAD, DELETE",
+        ),
+        (Method::DELETE, "/v2/a/tags/list", "GET, HEAD"),
+        (Method::POST, "/v2/_catalog", "GET, HEAD"),
+        (Method::GET, "/v2/a/blobs/uploads/", "POST"),
+        (
+            Method::POST,
+            upload.as_str(),
+            "GET, HEAD, PATCH, PUT, DELETE",
+        ),
+    ] {
+        let resp = send(&c, method.clone(), format!("{}{path}", srv.url)).await;
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED").await;
+    }
+    // HEAD works wherever GET does, with GET's headers and no body.
+    for path in ["/v2/", "/v2/_catalog", "/v2/a/tags/list", upload.as_str()] {
+        let get = send(&c, Method::GET, format!("{}{path}", srv.url)).await;
+        let head = send(&c, Method::HEAD, format!("{}{path}", srv.url)).await;
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        // (hyper adds a zero Content-Length to a bodiless HEAD answer; GET's 204 has none)
+        if get.status() != StatusCode::NO_CONTENT {
+            assert_eq!(
+                head.headers().get("content-length"),
+                get.headers().get("content-length"),
+                "HEAD {path}"
+            );
+        }
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
     let resp = send(&c, Method::GET, format!("{}/v2/a/unknown/thing", srv.url)).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let resp = send(&c, Method::GET, format!("{}/v2/a/tags/list?n=-1", srv.url)).await;

@@ -104,38 +104,37 @@ fn has_body(body: &Body) -> bool {
 
 async fn handle(ctx: Ctx<'_>, endpoint: &Endpoint, body: Body) -> Result<Response, ApiError> {
     use Endpoint as E;
-    let m = ctx.method;
-    match endpoint {
-        E::Base if m == Method::GET || m == Method::HEAD => {
+    // HEAD is answered as GET; hyper sends the head without the body.
+    let (m, head) = match ctx.method {
+        m if m == Method::HEAD => (&Method::GET, true),
+        m => (m, false),
+    };
+    match (endpoint, m.clone()) {
+        (E::Base, Method::GET) => {
             Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
         }
-        E::Catalog if m == Method::GET => listing::catalog(ctx).await,
-        E::Tags { repo } if m == Method::GET => listing::tags(ctx, repo).await,
-        E::Referrers { repo, subject } if m == Method::GET => {
+        (E::Catalog, Method::GET) => listing::catalog(ctx).await,
+        (E::Tags { repo }, Method::GET) => listing::tags(ctx, repo).await,
+        (E::Referrers { repo, subject }, Method::GET) => {
             listing::referrers(ctx, repo, subject).await
         }
-        E::Blob { repo, digest } => match *m {
-            Method::GET => blobs::get(ctx, repo, digest, false).await,
-            Method::HEAD => blobs::get(ctx, repo, digest, true).await,
-            Method::DELETE => blobs::delete(ctx, repo, digest).await,
-            _ => Err(ApiError::unsupported_method()),
-        },
-        E::UploadStart { repo } if m == Method::POST => uploads::start(ctx, repo, body).await,
-        E::Upload { repo, id } => match *m {
-            Method::GET => uploads::status(ctx, repo, id).await,
-            Method::PATCH => uploads::patch(ctx, repo, id, body).await,
-            Method::PUT => uploads::put(ctx, repo, id, body).await,
-            Method::DELETE => uploads::cancel(ctx, repo, id).await,
-            _ => Err(ApiError::unsupported_method()),
-        },
-        E::Manifest { repo, reference } => match *m {
-            Method::GET => manifests::get(ctx, repo, reference, false).await,
-            Method::HEAD => manifests::get(ctx, repo, reference, true).await,
-            Method::PUT => manifests::put(ctx, repo, reference, body).await,
-            Method::DELETE => manifests::delete(ctx, repo, reference).await,
-            _ => Err(ApiError::unsupported_method()),
-        },
-        _ => Err(ApiError::unsupported_method()),
+        (E::Blob { repo, digest }, Method::GET) => blobs::get(ctx, repo, digest, head).await,
+        (E::Blob { repo, digest }, Method::DELETE) => blobs::delete(ctx, repo, digest).await,
+        (E::UploadStart { repo }, Method::POST) => uploads::start(ctx, repo, body).await,
+        (E::Upload { repo, id }, Method::GET) => uploads::status(ctx, repo, id).await,
+        (E::Upload { repo, id }, Method::PATCH) => uploads::patch(ctx, repo, id, body).await,
+        (E::Upload { repo, id }, Method::PUT) => uploads::put(ctx, repo, id, body).await,
+        (E::Upload { repo, id }, Method::DELETE) => uploads::cancel(ctx, repo, id).await,
+        (E::Manifest { repo, reference }, Method::GET) => {
+            manifests::get(ctx, repo, reference, head).await
+        }
+        (E::Manifest { repo, reference }, Method::PUT) => {
+            manifests::put(ctx, repo, reference, body).await
+        }
+        (E::Manifest { repo, reference }, Method::DELETE) => {
+            manifests::delete(ctx, repo, reference).await
+        }
+        _ => Err(ApiError::unsupported_method(endpoint.allowed_methods())),
     }
 }
 
