@@ -51,10 +51,11 @@ pub struct ServeArgs {
     /// Most threads doing file I/O at once; further reads and writes wait their turn [default: 512].
     #[arg(long, env = "BERTH_IO_THREADS")]
     pub io_threads: Option<NonZeroUsize>,
-    /// Seconds a connection may take to send a request head, or sit idle
-    /// between requests, before it is closed; 0 for no limit [default: 30].
-    #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS")]
-    pub header_timeout_secs: Option<u64>,
+    /// Seconds a client may go quiet before its connection is closed: over a
+    /// request head, between requests, or between the bytes of a body; 0 for
+    /// no limit [default: 60].
+    #[arg(long, env = "BERTH_CLIENT_TIMEOUT_SECS")]
+    pub client_timeout_secs: Option<u64>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -70,7 +71,7 @@ struct FileConfig {
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
     io_threads: Option<NonZeroUsize>,
-    header_timeout_secs: Option<u64>,
+    client_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +91,8 @@ pub enum ConfigError {
 /// tokio's own default for its blocking pool.
 const DEFAULT_IO_THREADS: NonZeroUsize = NonZeroUsize::new(512).unwrap();
 
-/// hyper's own default, which it applies only when given a timer.
-const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
+/// nginx's for request heads and bodies.
+const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 60;
 
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
@@ -104,9 +105,9 @@ pub struct Config {
     pub direct_io: bool,
     /// Most threads of the runtime's blocking pool, where file I/O runs.
     pub io_threads: NonZeroUsize,
-    /// How long a connection may take over a request head or idle between
-    /// requests; `None` for no limit.
-    pub header_timeout: Option<Duration>,
+    /// How long a client may go quiet (over a request head, between requests,
+    /// between body bytes) before its connection is closed; `None` for ever.
+    pub client_timeout: Option<Duration>,
     pub limits: Limits,
 }
 
@@ -137,10 +138,10 @@ impl Config {
                 .io_threads
                 .or(file.io_threads)
                 .unwrap_or(DEFAULT_IO_THREADS),
-            header_timeout: match args
-                .header_timeout_secs
-                .or(file.header_timeout_secs)
-                .unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS)
+            client_timeout: match args
+                .client_timeout_secs
+                .or(file.client_timeout_secs)
+                .unwrap_or(DEFAULT_CLIENT_TIMEOUT_SECS)
             {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
@@ -187,13 +188,13 @@ mod tests {
         assert!(c.fsync);
         assert!(!c.direct_io);
         assert_eq!(c.io_threads.get(), 512);
-        assert_eq!(c.header_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.client_timeout, Some(Duration::from_secs(60)));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
         std::fs::write(
             &path,
-            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\nio_threads = 8\nheader_timeout_secs = 0\n",
+            "addr = \"0.0.0.0:6000\"\nfsync = false\ndirect_io = true\nmax_manifest_bytes = 10\nio_threads = 8\nclient_timeout_secs = 0\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -207,7 +208,7 @@ mod tests {
         assert!(c.direct_io);
         assert_eq!(c.limits.max_manifest_bytes, 20);
         assert_eq!(c.io_threads.get(), 8);
-        assert_eq!(c.header_timeout, None);
+        assert_eq!(c.client_timeout, None);
 
         std::fs::write(&path, "adress = \"typo\"\n").unwrap();
         assert!(matches!(

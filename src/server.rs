@@ -59,7 +59,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("berth listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync,
         open_files_limit = open_files, "serving");
-    serve_connections(listener, router(app), &config).await;
+    let mut app = router(app);
+    if let Some(quiet) = config.client_timeout {
+        // A body that stops arriving ends the request (408) instead of holding
+        // its connection, and its upload session, for as long as the client likes.
+        app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(quiet));
+    }
+    serve_connections(listener, app, &config).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -67,14 +73,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// The accept loop, in place of `axum::serve`, which sets no timer and so no
 /// header-read timeout: a client could hold a connection (and a descriptor)
 /// open forever by never finishing a request head, or by idling between
-/// requests, since hyper's header timer also runs while a kept-alive connection
-/// waits for its next request. Ends on SIGTERM or Ctrl-C, once every
+/// requests (hyper's header timer also runs while a kept-alive connection
+/// waits for its next request). Ends on SIGTERM or Ctrl-C, once every
 /// connection has finished its request in flight.
 async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router, config: &Config) {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout);
+        .header_read_timeout(config.client_timeout);
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {

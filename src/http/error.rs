@@ -86,6 +86,7 @@ impl From<RegistryError> for ApiError {
             E::NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             E::BlobUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
             E::UploadUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            E::Body(e) if body_timed_out(e) => (StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID"),
             E::UploadInvalid(_) | E::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
             E::ChunkOutOfOrder { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             E::DigestMismatch { .. } | E::DigestInvalid(_) => {
@@ -118,6 +119,19 @@ impl From<RegistryError> for ApiError {
         }
         api
     }
+}
+
+/// Whether a body failed because the client went quiet for longer than the
+/// server waits (the timeout sits a few error layers down).
+fn body_timed_out(e: &std::io::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|e| e as _);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 impl IntoResponse for ApiError {

@@ -143,18 +143,21 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
     );
 }
 
-/// A connection that never finishes its request head, or sits idle after a
-/// request, is closed once the header timeout passes: otherwise each such
-/// client would hold a connection and a descriptor for as long as it liked. A
-/// request body that pauses longer than that is not cut: the timeout is for
-/// heads, and large uploads legitimately stall.
+/// A client that goes quiet for longer than `--client-timeout-secs` is cut
+/// off, whether over a request head, between requests or in the middle of a
+/// body: otherwise each such client would hold a connection, a descriptor and
+/// perhaps an upload session for as long as it liked. A body that merely pauses
+/// for less than that goes through, and bytes received before a cut stay in
+/// the upload for the client to resume from.
 #[tokio::test]
-async fn slow_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
+async fn clients_that_go_quiet_are_cut_off_and_pauses_are_not() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    let srv = TestServer::start_with(&["--header-timeout-secs", "1"]);
-    let loc = start_upload(&client(), &srv.url, "timeouts/slow-body").await;
+    let srv = TestServer::start_with(&["--client-timeout-secs", "2"]);
+    let c = client();
+    let paused_loc = start_upload(&c, &srv.url, "timeouts/paused").await;
+    let stalled_loc = start_upload(&c, &srv.url, "timeouts/stalled").await;
     let mut slow_head = TcpStream::connect(&srv.addr).await.unwrap();
     slow_head
         .write_all(b"GET /v2/ HTTP/1.1\r\nHost: berth\r\n")
@@ -164,36 +167,52 @@ async fn slow_heads_and_idle_connections_are_closed_but_slow_bodies_are_not() {
     idle.write_all(b"GET /v2/ HTTP/1.1\r\nHost: berth\r\n\r\n")
         .await
         .unwrap();
-    let mut slow_body = TcpStream::connect(&srv.addr).await.unwrap();
-    let head = format!(
-        "PATCH {loc} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: 10\r\nConnection: close\r\n\r\n12345"
-    );
-    slow_body.write_all(head.as_bytes()).await.unwrap();
+    let half_chunk = |loc: &str| {
+        format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: berth\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: 10\r\nConnection: close\r\n\r\n12345"
+        )
+    };
+    let mut paused = TcpStream::connect(&srv.addr).await.unwrap();
+    paused
+        .write_all(half_chunk(&paused_loc).as_bytes())
+        .await
+        .unwrap();
+    let mut stalled = TcpStream::connect(&srv.addr).await.unwrap();
+    stalled
+        .write_all(half_chunk(&stalled_loc).as_bytes())
+        .await
+        .unwrap();
 
     let read_until_closed = |mut conn: TcpStream| async move {
         let mut got = Vec::new();
         let closed =
-            tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got)).await;
+            tokio::time::timeout(Duration::from_secs(15), conn.read_to_end(&mut got)).await;
         (closed.is_ok(), String::from_utf8_lossy(&got).into_owned())
     };
-    let finish_body = async {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        slow_body.write_all(b"67890").await.unwrap();
-        read_until_closed(slow_body).await
+    let finish_paused = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        paused.write_all(b"67890").await.unwrap();
+        read_until_closed(paused).await
     };
-    let (slow_head, idle, slow_body) = tokio::join!(
+    let (slow_head, idle, paused, stalled) = tokio::join!(
         read_until_closed(slow_head),
         read_until_closed(idle),
-        finish_body
+        finish_paused,
+        read_until_closed(stalled),
     );
     assert!(slow_head.0, "an unfinished head is cut off: {slow_head:?}");
     assert!(!slow_head.1.contains(" 200 "), "{slow_head:?}");
     assert!(idle.0, "an idle connection is closed: {idle:?}");
     assert!(idle.1.starts_with("HTTP/1.1 200 "), "{idle:?}");
     assert!(
-        slow_body.1.starts_with("HTTP/1.1 202 "),
-        "a paused body still completes: {slow_body:?}"
+        paused.1.starts_with("HTTP/1.1 202 "),
+        "a paused body still completes: {paused:?}"
     );
-    assert!(slow_body.1.contains("range: 0-9\r\n"), "{slow_body:?}");
+    assert!(paused.1.contains("range: 0-9\r\n"), "{paused:?}");
+    assert!(stalled.0, "a stalled body is cut off: {stalled:?}");
+    assert!(stalled.1.starts_with("HTTP/1.1 408 "), "{stalled:?}");
+    let status = send(&c, Method::GET, format!("{}{stalled_loc}", srv.url)).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status.headers()["range"], "0-4", "what arrived is kept");
 }
