@@ -218,6 +218,39 @@ async fn range_reads() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    // If-None-Match compares weakly: a weak tag of the same value matches.
+    let resp = c
+        .get(&url)
+        .header("if-none-match", format!("\"other\", W/\"{d}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    // If-Range: the range holds only while the tag matches; otherwise the whole blob.
+    for (if_range, status, len) in [
+        (format!("\"{d}\""), StatusCode::PARTIAL_CONTENT, 10),
+        ("\"other\"".to_string(), StatusCode::OK, 256),
+        (format!("W/\"{d}\""), StatusCode::OK, 256),
+        (
+            "Tue, 01 Jan 2030 00:00:00 GMT".to_string(),
+            StatusCode::OK,
+            256,
+        ),
+    ] {
+        let resp = c
+            .get(&url)
+            .header("range", "bytes=0-9")
+            .header("if-range", &if_range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "If-Range {if_range}");
+        assert_eq!(
+            resp.bytes().await.unwrap().len(),
+            len,
+            "If-Range {if_range}"
+        );
+    }
 }
 
 #[tokio::test]

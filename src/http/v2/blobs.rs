@@ -25,9 +25,13 @@ pub(super) async fn get(
         .header(header::CACHE_CONTROL, "max-age=31536000, immutable")
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream");
-    let not_modified = ctx
-        .header(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    // If-None-Match compares weakly (RFC 9110 13.1.2): `W/"x"` matches `"x"`.
+    let not_modified = ctx.header(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+        })
+    });
     if not_modified {
         return builder
             .status(StatusCode::NOT_MODIFIED)
@@ -40,9 +44,14 @@ pub(super) async fn get(
             .body(Body::empty())
             .map_err(internal);
     }
+    // A Range under an If-Range that does not match (strongly; a date never
+    // does, as there is no Last-Modified) is ignored: the whole blob (RFC 9110 13.1.5).
+    let range_applies = ctx
+        .header(header::IF_RANGE)
+        .is_none_or(|v| v.trim() == etag);
     let range = match ctx.header(header::RANGE) {
-        Some(v) => parse_range(v, size)?,
-        None => None,
+        Some(v) if range_applies => parse_range(v, size)?,
+        _ => None,
     };
     let reader = registry.read_blob(repo.as_str(), digest, range).await?;
     let builder = match range {
