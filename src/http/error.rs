@@ -46,9 +46,7 @@ impl ApiError {
     pub fn digest_invalid(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", message)
     }
-}
 
-impl ApiError {
     /// A path that names no valid endpoint. A manifest reference that is neither
     /// a tag nor a digest names nothing that could exist, so reading or deleting
     /// it is a 404 (the spec lists only 404 for those; its conformance suite asks

@@ -418,17 +418,18 @@ impl Registry {
                 }
                 Ok((s, size + n))
             }
-            Err((_, AppendError::Body(e))) => {
+            Err((_, failure)) => {
                 s.hasher = None;
-                if let Some(too_long) = e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
-                    return Err(RegistryError::SizeInvalid(too_long.to_string()));
-                }
-                Err(RegistryError::Body(e))
-            }
-            // Ours, not the client's: a 500 it retries, never a 400 it gives up on.
-            Err((_, AppendError::Store(e))) => {
-                s.hasher = None;
-                Err(RegistryError::Store(crate::store::StoreError::Io(e)))
+                Err(match failure {
+                    AppendError::Body(e) => {
+                        match e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
+                            Some(too_long) => RegistryError::SizeInvalid(too_long.to_string()),
+                            None => RegistryError::Body(e),
+                        }
+                    }
+                    // Ours, not the client's: a 500 it retries, never a 400 it gives up on.
+                    AppendError::Store(e) => RegistryError::Store(crate::store::StoreError::Io(e)),
+                })
             }
         }
     }
