@@ -114,15 +114,7 @@ async fn show_has_descriptor_lineage_tags_layers_and_grouped_referrers() {
     let [_, v2, _] = classifier(&c, url).await;
     let repo = "team/classifier";
     // Referrers of v2: two evaluations and an SBOM. None of them is a version.
-    let empty = blob(
-        &c,
-        url,
-        repo,
-        "application/vnd.oci.empty.v1+json",
-        b"{}",
-        None,
-    )
-    .await;
+    let empty = empty_blob(&c, url, repo).await;
     let subject = json!({ "mediaType": MANIFEST, "digest": v2, "size": 1 });
     for (kind, n) in [
         ("application/vnd.berth.eval+json", 2),
@@ -238,15 +230,7 @@ async fn a_version_shows_its_first_hundred_referrers_and_where_the_rest_continue
     let [v1, _, _] = classifier(&c, url).await;
     let repo = "team/classifier";
     let kind = "application/vnd.berth.signature";
-    let empty = blob(
-        &c,
-        url,
-        repo,
-        "application/vnd.oci.empty.v1+json",
-        b"{}",
-        None,
-    )
-    .await;
+    let empty = empty_blob(&c, url, repo).await;
     let subject = json!({ "mediaType": MANIFEST, "digest": v1, "size": 1 });
     let mut pushed = Vec::new();
     for i in 0..101 {

@@ -29,6 +29,19 @@ pub fn client() -> Client {
 }
 
 /// Pushes a blob and returns its descriptor (with a file path annotation if given).
+/// The OCI empty descriptor (`{}`), pushed to `repo`: config and layer of artifacts.
+pub async fn empty_blob(c: &Client, url: &str, repo: &str) -> Value {
+    blob(
+        c,
+        url,
+        repo,
+        "application/vnd.oci.empty.v1+json",
+        b"{}",
+        None,
+    )
+    .await
+}
+
 pub async fn blob(
     c: &Client,
     url: &str,
