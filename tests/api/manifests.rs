@@ -239,6 +239,16 @@ async fn referrers_are_listed_filtered_and_kept_exact_on_delete() {
     assert_eq!(resp.headers()["oci-filters-applied"], "artifactType");
     let index: Value = resp.json().await.unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    // An empty artifactType is no filter.
+    let resp = send(
+        &c,
+        Method::GET,
+        format!("{u}/v2/r/model/referrers/{subject}?artifactType="),
+    )
+    .await;
+    assert!(resp.headers().get("oci-filters-applied").is_none());
+    let index: Value = resp.json().await.unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
 
     let resp = send(
         &c,

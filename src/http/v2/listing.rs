@@ -98,7 +98,9 @@ pub(super) async fn referrers(
     repo: &RepoName,
     subject: &Digest,
 ) -> Result<Response, ApiError> {
-    let artifact_type = ctx.query.get("artifactType");
+    // An empty artifactType names no type: no filter, as an empty one on a
+    // manifest counts as missing.
+    let artifact_type = ctx.query.get("artifactType").filter(|t| !t.is_empty());
     let page = ctx
         .app
         .registry
