@@ -56,6 +56,22 @@ pub struct ServeArgs {
     /// no limit [default: 60].
     #[arg(long, env = "BERTH_CLIENT_TIMEOUT_SECS")]
     pub client_timeout_secs: Option<u64>,
+    /// Promotion policy (TOML): protected aliases, immutable tags, stages, gates,
+    /// webhooks. Reloaded on SIGHUP and replaced by `PUT /api/v1/policy`
+    /// [default: DATA_DIR/policy.toml, if present; none: every tag is plain].
+    #[arg(long, env = "BERTH_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// The registry's signing key (cosign format, ECDSA P-256; an encrypted one is
+    /// opened with BERTH_SIGNING_KEY_PASSWORD) [default: DATA_DIR/signing-key.pem,
+    /// made at first start].
+    #[arg(long, env = "BERTH_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Also store attestations under cosign's legacy `sha256-<hex>.att` tags.
+    #[arg(long, env = "BERTH_LEGACY_ATTESTATION_TAGS")]
+    pub legacy_attestation_tags: bool,
+    /// The CloudEvents `source` of events [default: urn:berth:<host name>].
+    #[arg(long, env = "BERTH_EVENT_SOURCE")]
+    pub event_source: Option<String>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -72,6 +88,10 @@ struct FileConfig {
     upload_ttl_secs: Option<u64>,
     io_threads: Option<NonZeroUsize>,
     client_timeout_secs: Option<u64>,
+    policy: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
+    legacy_attestation_tags: Option<bool>,
+    event_source: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +129,35 @@ pub struct Config {
     /// between body bytes) before its connection is closed; `None` for ever.
     pub client_timeout: Option<Duration>,
     pub limits: Limits,
+    /// The policy file (given, or the default in the data directory).
+    pub policy: PathBuf,
+    /// The registry's signing key file (given, or the default in the data directory).
+    pub signing_key: PathBuf,
+    /// Whether `signing_key` was given (a missing given key is an error, not made).
+    pub signing_key_given: bool,
+    pub legacy_attestation_tags: bool,
+    pub event_source: String,
+}
+
+/// `urn:berth:<host name>`, the default CloudEvents source.
+fn default_event_source() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let host = if ok {
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    format!(
+        "urn:berth:{}",
+        if host.is_empty() { "registry" } else { &host }
+    )
 }
 
 impl Config {
@@ -118,16 +167,32 @@ impl Config {
             None => FileConfig::default(),
         };
         let defaults = Limits::default();
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("berth-data"));
+        let signing_key = args.signing_key.clone().or(file.signing_key);
         Ok(Config {
+            policy: args
+                .policy
+                .clone()
+                .or(file.policy)
+                .unwrap_or_else(|| data_dir.join("policy.toml")),
+            signing_key_given: signing_key.is_some(),
+            signing_key: signing_key.unwrap_or_else(|| data_dir.join("signing-key.pem")),
+            legacy_attestation_tags: args.legacy_attestation_tags
+                || file.legacy_attestation_tags.unwrap_or(false),
+            event_source: args
+                .event_source
+                .clone()
+                .or(file.event_source)
+                .unwrap_or_else(default_event_source),
             addr: args
                 .addr
                 .or(file.addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5000))),
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            data_dir,
             log_format: args
                 .log_format
                 .or(file.log_format)

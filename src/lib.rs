@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod governance;
 pub mod http;
 pub mod models;
 pub mod oci;

@@ -11,9 +11,58 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
 use crate::config::Config;
+use crate::governance::policy::Policy;
+use crate::governance::signing::SigningKey;
+use crate::governance::{Governance, GovernanceSettings};
+use crate::http::actor::ClientAddr;
 use crate::http::{App, router};
 use crate::registry::Registry;
 use crate::store::{fs::FsBlobStore, redb::RedbMetaStore};
+
+/// The environment variable that opens an encrypted registry signing key.
+pub const SIGNING_KEY_PASSWORD: &str = "BERTH_SIGNING_KEY_PASSWORD";
+
+/// The policy in `path`, or none if there is no such file.
+fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Policy::parse(
+            &text,
+            &path.display().to_string(),
+            path.parent(),
+        )?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::empty()),
+        Err(e) => Err(anyhow::anyhow!("reading policy {}: {e}", path.display())),
+    }
+}
+
+/// The registry's signing key: read from its file, or, for the default file
+/// in the data directory, made at first start (PKCS#8, owner-only) with its
+/// public key beside it.
+fn load_signing_key(config: &Config) -> anyhow::Result<SigningKey> {
+    let path = &config.signing_key;
+    let password = std::env::var(SIGNING_KEY_PASSWORD).ok();
+    if path.exists() || config.signing_key_given {
+        return SigningKey::read(path, password.as_deref().map(str::as_bytes))
+            .with_context(|| format!("reading the signing key {}", path.display()));
+    }
+    let key = SigningKey::generate()?;
+    let pem = key.to_pem()?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating the signing key {}", path.display()))?;
+        f.write_all(pem.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::write(path.with_extension("pub"), key.public_pem())?;
+    tracing::info!(path = %path.display(), "made the registry's signing key");
+    Ok(key)
+}
 
 /// Opens the embedded stores under `config.data_dir`.
 pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
@@ -24,10 +73,21 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
         .direct_io(config.direct_io);
     let meta = RedbMetaStore::open(&config.data_dir.join("berth.redb"), config.fsync)
         .context("opening metadata database")?;
+    let policy = load_policy(&config.policy)?;
+    let governance = Governance::new(
+        policy,
+        load_signing_key(config)?,
+        GovernanceSettings {
+            policy_path: Some(config.policy.clone()),
+            legacy_attestation_tags: config.legacy_attestation_tags,
+            event_source: config.event_source.clone(),
+        },
+    );
     Ok(Registry::new(
         Arc::new(blobs),
         Arc::new(meta),
         config.limits.clone(),
+        governance,
     ))
 }
 
@@ -51,6 +111,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let app = App::new(registry);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
+    app.registry.sync_deliveries();
+    tokio::spawn(finish_attestations(app.clone()));
+    tokio::spawn(reload_policy_on_hangup(app.clone()));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
@@ -84,9 +147,9 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router,
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     wait_after_accept_error(e).await;
                     continue;
@@ -95,7 +158,13 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router,
             () = &mut shutdown => break,
         };
         tune_connection(&tcp);
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                req
+            },
+        ));
         let connection = http
             .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
@@ -152,6 +221,38 @@ async fn expire_uploads(app: Arc<App>, ttl_secs: u64) {
             Err(e) => tracing::warn!(error = %e, "could not expire idle uploads"),
         }
     }
+}
+
+/// Attestations a crash left pending are signed and stored at start.
+async fn finish_attestations(app: Arc<App>) {
+    match app.registry.complete_attestations().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(attested = n, "stored pending attestations"),
+        Err(e) => tracing::warn!(error = %e, "could not store pending attestations"),
+    }
+}
+
+/// SIGHUP reads the policy file again; a bad one is refused and logged, and
+/// the policy in force stays.
+async fn reload_policy_on_hangup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match app.registry.reload_policy().await {
+                Ok(true) => tracing::info!("policy reloaded"),
+                Ok(false) => tracing::info!("policy unchanged"),
+                Err(e) => {
+                    tracing::error!(error = %e, "policy not reloaded; the one in force stays")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 async fn shutdown_signal() {

@@ -90,14 +90,20 @@ impl From<RegistryError> for ApiError {
             E::DigestMismatch { .. } | E::DigestInvalid(_) => {
                 (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
             }
-            E::ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            E::ManifestUnknown(_) | E::AliasUnknown(_) => {
+                (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+            }
             E::ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
             E::ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
             E::ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "MANIFEST_INVALID"),
             E::SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
             E::ModelUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             E::ModelVersionUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            E::Query(_) => (StatusCode::BAD_REQUEST, "UNSUPPORTED"),
+            E::Query(_) | E::Invalid(_) | E::PolicyInvalid(_) => {
+                (StatusCode::BAD_REQUEST, "UNSUPPORTED")
+            }
+            E::TagDenied(_) | E::GateFailed(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            E::TagStale { .. } | E::Conflict(_) => (StatusCode::CONFLICT, "UNSUPPORTED"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         if status.is_server_error() {

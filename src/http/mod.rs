@@ -1,5 +1,6 @@
 //! The HTTP edge: axum router, observability, the `/v2` API and the `/api/v1` model API.
 
+pub mod actor;
 mod api;
 mod endpoint;
 mod error;

@@ -3,8 +3,9 @@
 //!
 //! - filter: `KEY OP VALUE` with OP one of `>=`, `<=`, `>`, `<`, `=`, `!=` and KEY one
 //!   of `created` (RFC 3339 value), `size` (bytes), `metrics.<name>` (numeric),
-//!   `params.<name>` (numeric when both sides are numbers, else text) or `tag`
-//!   (`=`/`!=` only). A version without the metric or parameter never matches.
+//!   `params.<name>` (numeric when both sides are numbers, else text), `tag`
+//!   (`=`/`!=` only) or `label.<key>` (a version label, compared like a
+//!   parameter). A version without the metric, parameter or label never matches.
 //! - sort: `[-]KEY` with KEY one of `created`, `size`, `metrics.<name>`,
 //!   `params.<name>`; `-` is descending. Versions without the key come last in
 //!   either direction; ties are broken by digest.
@@ -46,6 +47,8 @@ pub enum Field {
     Param(String),
     /// Filters only.
     Tag,
+    /// A version label; filters only.
+    Label(String),
 }
 
 impl Field {
@@ -63,11 +66,12 @@ impl Field {
             "created" => Ok(Field::Created),
             "size" => Ok(Field::Size),
             "tag" => Ok(Field::Tag),
-            _ => match (named("metrics."), named("params.")) {
-                (Some(n), _) => n.map(Field::Metric),
-                (_, Some(n)) => n.map(Field::Param),
+            _ => match (named("metrics."), named("params."), named("label.")) {
+                (Some(n), _, _) => n.map(Field::Metric),
+                (_, Some(n), _) => n.map(Field::Param),
+                (_, _, Some(n)) => n.map(Field::Label),
                 _ => Err(format!(
-                    "unknown key {key:?} (use created, size, tag, metrics.<name> or params.<name>)"
+                    "unknown key {key:?} (use created, size, tag, metrics.<name>, params.<name> or label.<key>)"
                 )),
             },
         }
@@ -82,6 +86,7 @@ impl fmt::Display for Field {
             Field::Tag => f.write_str("tag"),
             Field::Metric(n) => write!(f, "metrics.{n}"),
             Field::Param(n) => write!(f, "params.{n}"),
+            Field::Label(n) => write!(f, "label.{n}"),
         }
     }
 }
@@ -164,7 +169,7 @@ impl FromStr for Filter {
             Field::Tag if !matches!(op, Op::Eq | Op::Ne) => {
                 return Err(bad("tag supports only = and !="));
             }
-            Field::Tag | Field::Param(_) => Operand::Text(value.to_string()),
+            Field::Tag | Field::Param(_) | Field::Label(_) => Operand::Text(value.to_string()),
         };
         Ok(Filter { field, op, value })
     }
@@ -192,15 +197,15 @@ fn cmp_text(a: &str, b: &str) -> Ordering {
 }
 
 impl Filter {
-    /// Whether version `v`, with `tags` pointing at it, passes.
-    pub fn matches(&self, v: &ModelRecord, tags: &[String]) -> bool {
+    /// Whether version `v` (with its tags and labels) passes.
+    pub fn matches(&self, v: &Tagged) -> bool {
+        let text =
+            |found: Option<&String>, t: &str| found.is_some_and(|p| self.op.holds(cmp_text(p, t)));
         match (&self.field, &self.value) {
-            (Field::Tag, Operand::Text(t)) => (self.op == Op::Eq) == tags.contains(t),
-            (Field::Param(k), Operand::Text(t)) => v
-                .params
-                .get(k)
-                .is_some_and(|p| self.op.holds(cmp_text(p, t))),
-            (field, Operand::Number(n)) => sort_key(field, v).is_some_and(|k| match k {
+            (Field::Tag, Operand::Text(t)) => (self.op == Op::Eq) == v.tags.contains(t),
+            (Field::Param(k), Operand::Text(t)) => text(v.record.params.get(k), t),
+            (Field::Label(k), Operand::Text(t)) => text(v.labels.get(k), t),
+            (field, Operand::Number(n)) => sort_key(field, &v.record).is_some_and(|k| match k {
                 Key::Num(x) => self.op.holds(num_cmp(x, *n)),
                 Key::Text(_) => false,
             }),
@@ -239,8 +244,8 @@ impl FromStr for Sort {
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
         let field = Field::parse(key).map_err(bad)?;
-        if field == Field::Tag {
-            return Err(bad("cannot sort by tag".into()));
+        if matches!(field, Field::Tag | Field::Label(_)) {
+            return Err(bad(format!("cannot sort by {field}")));
         }
         Ok(Sort { field, descending })
     }
@@ -269,7 +274,7 @@ fn sort_key(field: &Field, v: &ModelRecord) -> Option<Key> {
         Field::Size => Some(Key::Num(v.total_size as f64)),
         Field::Metric(k) => v.metrics.get(k).map(|m| Key::Num(*m)),
         Field::Param(k) => v.params.get(k).map(|p| Key::Text(p.clone())),
-        Field::Tag => None,
+        Field::Tag | Field::Label(_) => None,
     }
 }
 
@@ -321,8 +326,13 @@ pub fn decode_token<T: serde::de::DeserializeOwned>(token: &str) -> Result<T, Qu
     serde_json::from_slice(&bytes).map_err(|_| QueryError::Cursor("malformed"))
 }
 
-/// A version with the tags pointing at it.
-pub type Tagged = (ModelRecord, Vec<String>);
+/// A version with the tags pointing at it and its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tagged {
+    pub record: ModelRecord,
+    pub tags: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
 
 /// A parsed versions query.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -367,10 +377,10 @@ impl VersionQuery {
     ) -> (Vec<Tagged>, Option<Cursor>) {
         let mut keyed: Vec<(Option<Key>, String, Tagged)> = versions
             .into_iter()
-            .filter(|(v, tags)| self.filters.iter().all(|f| f.matches(v, tags)))
-            .map(|(v, tags)| {
-                let k = sort_key(&self.sort.field, &v);
-                (k, v.digest.to_string(), (v, tags))
+            .filter(|v| self.filters.iter().all(|f| f.matches(v)))
+            .map(|v| {
+                let k = sort_key(&self.sort.field, &v.record);
+                (k, v.record.digest.to_string(), v)
             })
             .collect();
         keyed.sort_by(|a, b| self.sort.cmp((&a.0, &a.1), (&b.0, &b.1)));
@@ -426,11 +436,15 @@ mod tests {
         if let Some(l) = lr {
             r.params.insert("lr".into(), l.into());
         }
-        (r, vec![seed.to_string()])
+        Tagged {
+            record: r,
+            tags: vec![seed.to_string()],
+            labels: BTreeMap::from([("status".to_string(), seed.to_string())]),
+        }
     }
 
     fn names(page: &[Tagged]) -> Vec<&str> {
-        page.iter().map(|(_, t)| t[0].as_str()).collect()
+        page.iter().map(|v| v.tags[0].as_str()).collect()
     }
 
     #[test]
@@ -438,6 +452,7 @@ mod tests {
         assert!("metrics.auc>=0.9".parse::<Filter>().is_ok());
         assert!("params.opt=adam".parse::<Filter>().is_ok());
         assert!("created<2024-01-01T00:00:00Z".parse::<Filter>().is_ok());
+        assert!("label.validation=passed".parse::<Filter>().is_ok());
         for bad in [
             "",
             "auc",
@@ -457,7 +472,9 @@ mod tests {
             "-metrics.auc"
         );
         assert_eq!("+size".parse::<Sort>().unwrap().to_string(), "size");
-        for bad in ["", "-", "tag", "name", "metrics.", "--size"] {
+        for bad in [
+            "", "-", "tag", "name", "metrics.", "--size", "label.x", "label.",
+        ] {
             assert!(bad.parse::<Sort>().is_err(), "{bad:?}");
         }
         assert!(decode_token::<Cursor>("zz").is_err());
@@ -467,7 +484,7 @@ mod tests {
     /// -0 and 0 are the same number to a filter, for metrics and numeric params.
     #[test]
     fn negative_zero_equals_zero_in_filters() {
-        let (v, tags) = version("z", 1, Some(-0.0), Some("-0"));
+        let v = version("z", 1, Some(-0.0), Some("-0"));
         for f in [
             "metrics.auc=0",
             "metrics.auc>=0",
@@ -475,10 +492,10 @@ mod tests {
             "params.lr=0",
             "params.lr>=0",
         ] {
-            assert!(f.parse::<Filter>().unwrap().matches(&v, &tags), "{f}");
+            assert!(f.parse::<Filter>().unwrap().matches(&v), "{f}");
         }
         for f in ["metrics.auc<0", "metrics.auc>0", "params.lr<0"] {
-            assert!(!f.parse::<Filter>().unwrap().matches(&v, &tags), "{f}");
+            assert!(!f.parse::<Filter>().unwrap().matches(&v), "{f}");
         }
     }
 
@@ -529,5 +546,16 @@ mod tests {
         assert!(end.is_none());
         let other = VersionQuery::parse([], Some("size")).unwrap();
         assert!(other.cursor(&token).is_err());
+    }
+
+    #[test]
+    fn labels_filter_like_parameters() {
+        let all = vec![version("a", 1, None, None), version("b", 2, None, None)];
+        let q = VersionQuery::parse(["label.status=b"], None).unwrap();
+        assert_eq!(names(&q.select(all.clone(), None, 10).0), ["b"]);
+        let q = VersionQuery::parse(["label.status!=b"], None).unwrap();
+        assert_eq!(names(&q.select(all.clone(), None, 10).0), ["a"]);
+        let q = VersionQuery::parse(["label.missing=b"], None).unwrap();
+        assert!(q.select(all, None, 10).0.is_empty());
     }
 }

@@ -1,6 +1,7 @@
+use crate::governance::gates::GateReport;
 use crate::models::query::QueryError;
 use crate::oci::{Digest, ManifestError};
-use crate::store::StoreError;
+use crate::store::{DenyReason, MoveKind, StoreError, TagDenial};
 
 /// Everything a registry use case can refuse or fail with. The HTTP edge maps each
 /// variant to an OCI error code and status in one place.
@@ -39,6 +40,69 @@ pub enum RegistryError {
     ModelVersionUnknown(String),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error("alias {0} is not set")]
+    AliasUnknown(String),
+    #[error("{}", denial_message(.0))]
+    TagDenied(Box<TagDenial>),
+    /// A precondition (`If-Match`, `If-None-Match: *`) did not hold.
+    #[error("alias {tag} does not point where expected: it points at {}", current.as_ref().map_or("nothing".to_string(), |d| d.to_string()))]
+    TagStale {
+        tag: String,
+        current: Option<Digest>,
+    },
+    #[error("{0}")]
+    GateFailed(Box<GateReport>),
+    /// Something changed while gates were evaluated, more often than retried.
+    #[error("{0}; try again")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("policy is invalid: {0}")]
+    PolicyInvalid(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for RegistryError {
+    /// Refusals the store makes inside a transaction get their own variants.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::TagDenied(d) => RegistryError::TagDenied(d),
+            StoreError::TagStale { tag, current } => RegistryError::TagStale { tag, current },
+            StoreError::ApprovalGone(who) => RegistryError::Conflict(format!(
+                "the approval by {who} was used or replaced while the promotion was evaluated"
+            )),
+            e => RegistryError::Store(e),
+        }
+    }
+}
+
+/// What a refused tag change says: the rule, and what to do instead.
+fn denial_message(d: &TagDenial) -> String {
+    let TagDenial {
+        repo, tag, source, ..
+    } = d;
+    let promote = format!(
+        "`berth promote {repo} <version> --to {tag}` (PUT /api/v1/models/{repo}/aliases/{tag})"
+    );
+    match (&d.reason, d.kind) {
+        (DenyReason::Protected, MoveKind::Cascade) => format!(
+            "the manifest is held by protected alias {tag} ({source}): move the alias first with {promote} or `berth rollback {repo} {tag}`"
+        ),
+        (DenyReason::Protected, MoveKind::Delete) => format!(
+            "tag {tag} of {repo} is a protected alias ({source}): it is removed only through the promotion API (DELETE /api/v1/models/{repo}/aliases/{tag})"
+        ),
+        (DenyReason::Protected, _) => format!(
+            "tag {tag} of {repo} is a protected alias ({source}): it moves only by promotion: {promote}"
+        ),
+        (DenyReason::Immutable, MoveKind::Cascade) => format!(
+            "the manifest is held by immutable tag {tag} ({source}): a version an immutable tag names is never deleted"
+        ),
+        (DenyReason::Immutable, _) => format!(
+            "tag {tag} of {repo} is immutable ({source}): once set it is never moved or deleted; push the new version under a new tag"
+        ),
+        (DenyReason::Stage { requires }, _) => format!(
+            "alias {tag} of {repo} takes only versions that were at {requires} before ({source}): first `berth promote {repo} <version> --to {requires}`"
+        ),
+    }
 }

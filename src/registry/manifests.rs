@@ -5,7 +5,9 @@ use bytes::Bytes;
 use super::{Registry, RegistryError, Result};
 use crate::oci::media::{self, ManifestKind};
 use crate::oci::{Digest, ParsedManifest, Reference};
-use crate::store::{ManifestRecord, Required, StoreError};
+use crate::store::{
+    Actor, Expect, ManifestPut, ManifestRecord, MoveKind, Required, StoreError, TagMove,
+};
 
 /// The result of a manifest push.
 pub struct PushedManifest {
@@ -27,6 +29,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
+        actor: &Actor,
     ) -> Result<PushedManifest> {
         if body.len() as u64 > self.limits.max_manifest_bytes {
             return Err(RegistryError::ManifestTooLarge(
@@ -47,6 +50,9 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::sha256_of(&body),
         };
+        if let Reference::Tag(t) = reference {
+            self.precheck_push(repo, t.as_str(), &digest).await?;
+        }
         let (need_blobs, need_manifests) = required_references(&parsed);
         let required = Required {
             blobs: &need_blobs,
@@ -73,8 +79,16 @@ impl Registry {
             Reference::Digest(_) => None,
         };
         // Checked again as it is stored: a delete may have come in between.
+        let put = ManifestPut {
+            repo,
+            record: &record,
+            tag,
+            model: model.as_ref(),
+            required,
+            actor,
+        };
         self.meta
-            .put_manifest(repo, &record, tag, model.as_ref(), required)
+            .put_manifest(put, self.governance.tag_policy())
             .await
             .map_err(|e| match e {
                 StoreError::ReferenceMissing(d) => RegistryError::ManifestBlobUnknown(d),
@@ -84,6 +98,26 @@ impl Registry {
             digest,
             subject: record.subject,
         })
+    }
+
+    /// A push the policy will refuse is refused before its bytes are stored (the
+    /// store decides again as it moves the tag).
+    async fn precheck_push(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+        let policy = self.governance.tag_policy();
+        let rule = policy.rule(repo, tag);
+        if !rule.protected && !rule.immutable {
+            return Ok(());
+        }
+        let mut m = TagMove::new(
+            repo,
+            tag,
+            Some(digest.clone()),
+            MoveKind::Push,
+            &Actor::registry(),
+        );
+        m.dry_run = true;
+        self.meta.move_tag(m, policy).await?;
+        Ok(())
     }
 
     /// Every reference in `required` must already be in the repository: a quick
@@ -137,10 +171,24 @@ impl Registry {
     }
 
     /// Deletes a manifest by digest (with the tags pointing at it), or just a tag.
-    pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        actor: &Actor,
+    ) -> Result<()> {
+        let policy = self.governance.tag_policy();
         let found = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?.is_some(),
-            Reference::Tag(t) => self.meta.delete_tag(repo, t.as_str()).await?,
+            Reference::Digest(d) => self
+                .meta
+                .delete_manifest(repo, d, actor, policy)
+                .await?
+                .is_some(),
+            Reference::Tag(t) => {
+                let mut m = TagMove::new(repo, t.as_str(), None, MoveKind::Delete, actor);
+                m.expect = Expect::Any;
+                self.meta.move_tag(m, policy).await?.previous.is_some()
+            }
         };
         if found {
             Ok(())

@@ -1,11 +1,15 @@
 //! Registry use cases, independent of HTTP: uploads, blobs, manifests, tags,
 //! referrers, listings. Built on a `BlobStore` and a `MetaStore`.
 
+mod attest;
+mod audit;
 mod blobs;
 mod error;
 mod listing;
 mod manifests;
 mod models;
+mod promotion;
+mod review;
 mod uploads;
 
 use std::collections::HashMap;
@@ -15,8 +19,11 @@ pub use error::RegistryError;
 pub use listing::ReferrersPage;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use models::{ModelVersion, VersionPage};
+pub use promotion::{AliasView, Promotion, PromotionRequest};
+pub use review::{check_text, valid_label_key};
 pub use uploads::{ChunkRange, MountOutcome};
 
+use crate::governance::Governance;
 use crate::store::{BlobStore, MetaStore};
 
 /// Limits that protect the registry from oversized or abusive input.
@@ -49,6 +56,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetaStore>,
     limits: Limits,
+    governance: Governance,
     /// In-memory state of live upload sessions (the running hash); rebuilt from the
     /// upload's bytes when missing, e.g. after a restart.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
@@ -57,17 +65,27 @@ pub struct Registry {
 pub type Result<T> = std::result::Result<T, RegistryError>;
 
 impl Registry {
-    pub fn new(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, limits: Limits) -> Self {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        limits: Limits,
+        governance: Governance,
+    ) -> Self {
         Registry {
             blobs,
             meta,
             limits,
+            governance,
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn governance(&self) -> &Governance {
+        &self.governance
     }
 
     /// Upload sessions this process holds state for.

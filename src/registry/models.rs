@@ -14,10 +14,11 @@ use crate::store::{ModelFilter, ModelPage, ModelRecord, StoreError};
 /// Referrers shown with a model version; the rest are paged by the OCI referrers API.
 pub const VERSION_REFERRERS: usize = 100;
 
-/// One model version with the tags pointing at it and its first referrers.
+/// One model version with the tags pointing at it, its labels and its first referrers.
 pub struct ModelVersion {
     pub record: ModelRecord,
     pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
     /// The first [`VERSION_REFERRERS`] referrers, in digest order.
     pub referrers: Vec<Descriptor>,
     /// More referrers remain after those.
@@ -101,11 +102,13 @@ impl Registry {
             return Err(RegistryError::ModelUnknown(repo.to_string()));
         }
         let mut tags = self.meta.tags_by_digest(repo).await?;
+        let mut labels = self.meta.repo_labels(repo).await?;
         Ok(versions
             .into_iter()
-            .map(|v| {
-                let t = tags.remove(&v.digest).unwrap_or_default();
-                (v, t)
+            .map(|record| Tagged {
+                tags: tags.remove(&record.digest).unwrap_or_default(),
+                labels: labels.remove(&record.digest).unwrap_or_default(),
+                record,
             })
             .collect())
     }
@@ -135,12 +138,8 @@ impl Registry {
     /// One version of model `repo`, by tag or digest.
     pub async fn model_version(&self, repo: &str, reference: &Reference) -> Result<ModelVersion> {
         let record = self.version_record(repo, reference).await?;
-        let tags = self
-            .meta
-            .tags_by_digest(repo)
-            .await?
-            .remove(&record.digest)
-            .unwrap_or_default();
+        let tags = self.meta.tags_of(repo, &record.digest).await?;
+        let labels = self.meta.labels(repo, &record.digest).await?;
         let (referrers, more_referrers) = self
             .meta
             .referrers(repo, &record.digest, None, None, VERSION_REFERRERS)
@@ -148,6 +147,7 @@ impl Registry {
         Ok(ModelVersion {
             record,
             tags,
+            labels,
             referrers,
             more_referrers,
         })

@@ -1,12 +1,16 @@
 //! The metadata plane: repositories, blob links, manifests, tags, referrers, uploads.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
+use super::audit::{Actor, AuditStore};
 use super::model::{ModelFilter, ModelPage, ModelRecord};
+use super::review::ReviewStore;
+use super::tags::{TagMoved, TagPolicy, TagStore};
 use crate::oci::{Descriptor, Digest};
 
 /// What is recorded for a manifest stored in a repository. The bytes themselves
@@ -54,10 +58,31 @@ pub struct Page {
     pub more: bool,
 }
 
+/// A manifest to store: its record, the tag to point at it, its model-index
+/// record, what it needs in the repository, and who pushed it.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestPut<'a> {
+    pub repo: &'a str,
+    pub record: &'a ManifestRecord,
+    pub tag: Option<&'a str>,
+    pub model: Option<&'a ModelRecord>,
+    pub required: Required<'a>,
+    pub actor: &'a Actor,
+}
+
+/// What a manifest push changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestStored {
+    /// The manifest was not in the repository before.
+    pub new: bool,
+    /// The tag move, when a tag was given.
+    pub tag: Option<TagMoved>,
+}
+
 /// Metadata storage. Every method is one transaction; the write methods that
-/// change several tables do so atomically.
+/// change several tables do so atomically, with their audit records.
 #[async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait MetaStore: TagStore + AuditStore + ReviewStore {
     /// Links a blob into a repository (creating the repository if new).
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> StoreResult<()>;
     /// The size of a blob if it is linked into the repository.
@@ -67,27 +92,28 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Whether any repository links the blob (so its bytes must stay).
     async fn blob_linked_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
 
-    /// Stores a manifest record, optionally tags it, indexes it as a referrer of its
-    /// subject and, given a `model`, as a model version: one transaction. A version
-    /// already indexed keeps its first record (a re-push does not change it).
-    /// `required` is checked in that same transaction, so that a concurrent
-    /// delete cannot leave the manifest naming what is gone: a missing one is
-    /// `StoreError::ReferenceMissing` and nothing is written.
+    /// Stores a manifest record, optionally tags it (a tag move of kind push,
+    /// checked against `policy`), indexes it as a referrer of its subject and,
+    /// given a `model`, as a model version, and records the push: one
+    /// transaction. A version already indexed keeps its first record (a re-push
+    /// does not change it). `required` is checked in that same transaction, so
+    /// that a concurrent delete cannot leave the manifest naming what is gone: a
+    /// missing one is `StoreError::ReferenceMissing` and nothing is written.
     async fn put_manifest(
         &self,
-        repo: &str,
-        record: &ManifestRecord,
-        tag: Option<&str>,
-        model: Option<&ModelRecord>,
-        required: Required<'_>,
-    ) -> StoreResult<()>;
+        put: ManifestPut<'_>,
+        policy: Arc<dyn TagPolicy>,
+    ) -> StoreResult<ManifestStored>;
     async fn manifest(&self, repo: &str, digest: &Digest) -> StoreResult<Option<ManifestRecord>>;
-    /// Deletes a manifest with the tags that point at it, its referrer entry and its
-    /// model-index entry.
+    /// Deletes a manifest with the tags that point at it (tag moves of kind
+    /// cascade: refused, and nothing deleted, if the policy guards one), its
+    /// referrer entry, its model-index entry, labels and approvals, and records it.
     async fn delete_manifest(
         &self,
         repo: &str,
         digest: &Digest,
+        actor: &Actor,
+        policy: Arc<dyn TagPolicy>,
     ) -> StoreResult<Option<ManifestRecord>>;
     /// Whether any repository still holds a manifest with this digest.
     async fn manifest_anywhere(&self, digest: &Digest) -> StoreResult<bool>;
@@ -96,7 +122,6 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tags_by_digest(&self, repo: &str) -> StoreResult<BTreeMap<Digest, Vec<String>>>;
 
     async fn resolve_tag(&self, repo: &str, tag: &str) -> StoreResult<Option<Digest>>;
-    async fn delete_tag(&self, repo: &str, tag: &str) -> StoreResult<bool>;
     /// Tags in lexical order after `last`, at most `limit`.
     async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> StoreResult<Page>;
 

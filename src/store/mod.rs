@@ -2,18 +2,29 @@
 //! Nothing here knows about HTTP.
 
 mod append;
+pub mod audit;
 pub mod blob;
 pub mod fs;
 pub mod meta;
 pub mod model;
 pub mod redb;
+pub mod review;
 #[cfg(test)]
 mod suite;
+pub mod tags;
 mod writeback;
 
+pub use audit::{Action, Actor, AuditRecord, AuditStore, Change};
 pub use blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream};
-pub use meta::{ManifestRecord, MetaStore, Page, Required, UploadRecord};
+pub use meta::{
+    ManifestPut, ManifestRecord, ManifestStored, MetaStore, Page, Required, UploadRecord,
+};
 pub use model::{ModelFilter, ModelPage, ModelRecord, ModelSummary};
+pub use review::{Approval, ReviewStore};
+pub use tags::{
+    DenyReason, Expect, HistoryEntry, MoveKind, TagDenial, TagMove, TagMoved, TagPolicy, TagRule,
+    TagState, TagStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +38,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} is not in the repository")]
     ReferenceMissing(crate::oci::Digest),
+    /// The policy refused a tag move.
+    #[error("the policy does not allow this change of tag {}", .0.tag)]
+    TagDenied(Box<TagDenial>),
+    /// A tag move's expectation did not hold: the tag points elsewhere now.
+    #[error("tag {tag} has moved (it now points at {})", current.as_ref().map_or("nothing".to_string(), |d| d.to_string()))]
+    TagStale {
+        tag: String,
+        current: Option<crate::oci::Digest>,
+    },
+    /// An approval a promotion was to use is gone or already used.
+    #[error("the approval by {0} is no longer available")]
+    ApprovalGone(String),
 }
 
 impl From<::redb::Error> for StoreError {

@@ -3,7 +3,10 @@
 //! Reads run inline (microseconds, no thread hop on the tag-resolve hot path);
 //! writes run on the blocking pool because a durable commit waits for fsync.
 
+mod audit;
 mod models;
+mod review;
+mod tags;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,8 +18,11 @@ use redb::{
     WriteTransaction,
 };
 
-use super::meta::{ManifestRecord, MetaStore, Page, Required, UploadRecord};
+use super::audit::{Action, Actor, Change};
+use super::meta::{ManifestPut, ManifestRecord, ManifestStored, MetaStore, Page, UploadRecord};
 use super::model::{ModelFilter, ModelPage, ModelRecord};
+
+use super::tags::{MoveKind, TagMove, TagPolicy};
 use super::{StoreError, StoreResult};
 use crate::oci::{Descriptor, Digest};
 
@@ -40,6 +46,8 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub struct RedbMetaStore {
     db: Arc<Database>,
     durable: bool,
+    /// Counts committed write transactions, for readers waiting on the audit log.
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -65,11 +73,15 @@ impl RedbMetaStore {
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
             models::create_tables(&txn)?;
+            tags::create_tables(&txn)?;
+            audit::create_tables(&txn)?;
+            review::create_tables(&txn)?;
         }
         txn.commit()?;
         Ok(RedbMetaStore {
             db: Arc::new(db),
             durable,
+            committed: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -82,16 +94,31 @@ impl RedbMetaStore {
         &self,
         f: impl FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.write_if(move |txn| f(txn).map(|out| (out, true)))
+            .await
+    }
+
+    /// A write transaction that commits only if `f` says so (a dry run aborts).
+    async fn write_if<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> StoreResult<(T, bool)> + Send + 'static,
+    ) -> StoreResult<T> {
         let db = self.db.clone();
         let durable = self.durable;
+        let committed = self.committed.clone();
         tokio::task::spawn_blocking(move || {
             let mut txn = db.begin_write()?;
             if !durable {
                 txn.set_durability(Durability::None)
                     .map_err(|e| StoreError::Meta(e.to_string()))?;
             }
-            let out = f(&txn)?;
-            txn.commit()?;
+            let (out, commit) = f(&txn)?;
+            if commit {
+                txn.commit()?;
+                committed.send_modify(|n| *n = n.wrapping_add(1));
+            } else {
+                txn.abort()?;
+            }
             Ok(out)
         })
         .await
@@ -196,44 +223,75 @@ impl MetaStore for RedbMetaStore {
 
     async fn put_manifest(
         &self,
-        repo: &str,
-        record: &ManifestRecord,
-        tag: Option<&str>,
-        model: Option<&ModelRecord>,
-        required: Required<'_>,
-    ) -> StoreResult<()> {
-        let (repo, tag) = (repo.to_string(), tag.map(str::to_string));
-        let model = model.cloned();
-        let (need_blobs, need_manifests) = (required.blobs.to_vec(), required.manifests.to_vec());
-        let d = record.digest.to_string();
+        put: ManifestPut<'_>,
+        policy: Arc<dyn TagPolicy>,
+    ) -> StoreResult<ManifestStored> {
+        let record = put.record;
+        let repo = put.repo.to_string();
+        let tag_move = put.tag.map(|t| {
+            TagMove::new(
+                put.repo,
+                t,
+                Some(record.digest.clone()),
+                MoveKind::Push,
+                put.actor,
+            )
+        });
+        let model = put.model.cloned();
+        let actor = put.actor.clone();
+        let (need_blobs, need_manifests) =
+            (put.required.blobs.to_vec(), put.required.manifests.to_vec());
+        let digest = record.digest.clone();
+        let d = digest.to_string();
         let json = to_json(record)?;
         let referrer = match &record.subject {
             Some(s) => Some((s.to_string(), to_json(&record.descriptor())?)),
             None => None,
         };
+        let details = serde_json::json!({
+            "mediaType": record.media_type,
+            "size": record.size,
+            "artifactType": record.artifact_type,
+            "subject": record.subject,
+            "model": model.as_ref().map(|m| m.kind.clone()),
+        });
         self.write(move |txn| {
             // Checked where a concurrent delete is serialised against this write.
             require_all(&txn.open_table(BLOB_LINKS)?, &repo, &need_blobs)?;
             require_all(&txn.open_table(MANIFESTS)?, &repo, &need_manifests)?;
             ensure_repo(txn, &repo)?;
-            txn.open_table(MANIFESTS)?
-                .insert((repo.as_str(), d.as_str()), json.as_slice())?;
-            txn.open_table(MANIFEST_REPOS)?
-                .insert((d.as_str(), repo.as_str()), ())?;
-            if let Some(tag) = &tag {
-                txn.open_table(TAGS)?
-                    .insert((repo.as_str(), tag.as_str()), d.as_str())?;
+            let new = {
+                let mut manifests = txn.open_table(MANIFESTS)?;
+                let new = manifests.get((repo.as_str(), d.as_str()))?.is_none();
+                if new {
+                    manifests.insert((repo.as_str(), d.as_str()), json.as_slice())?;
+                }
+                new
+            };
+            if new {
+                txn.open_table(MANIFEST_REPOS)?
+                    .insert((d.as_str(), repo.as_str()), ())?;
+                if let Some((subject, desc)) = &referrer {
+                    txn.open_table(REFERRERS)?.insert(
+                        (repo.as_str(), subject.as_str(), d.as_str()),
+                        desc.as_slice(),
+                    )?;
+                }
+                if let Some(model) = &model {
+                    models::index(txn, &repo, model)?;
+                }
+                review::set_pusher(txn, &repo, &d, &actor)?;
+                let change = Change::new(&actor, Action::ManifestPush)
+                    .repo(&repo)
+                    .digest(&digest)
+                    .details(details);
+                audit::append(txn, change)?;
             }
-            if let Some((subject, desc)) = &referrer {
-                txn.open_table(REFERRERS)?.insert(
-                    (repo.as_str(), subject.as_str(), d.as_str()),
-                    desc.as_slice(),
-                )?;
-            }
-            if let Some(model) = &model {
-                models::index(txn, &repo, model)?;
-            }
-            Ok(())
+            let tag = match &tag_move {
+                Some(m) => Some(tags::move_tag(txn, m, policy.as_ref())?),
+                None => None,
+            };
+            Ok(ManifestStored { new, tag })
         })
         .await
     }
@@ -253,9 +311,21 @@ impl MetaStore for RedbMetaStore {
         &self,
         repo: &str,
         digest: &Digest,
+        actor: &Actor,
+        policy: Arc<dyn TagPolicy>,
     ) -> StoreResult<Option<ManifestRecord>> {
-        let (repo, d) = (repo.to_string(), digest.to_string());
+        let (repo, digest, actor) = (repo.to_string(), digest.clone(), actor.clone());
+        let d = digest.to_string();
         self.write(move |txn| {
+            if txn
+                .open_table(MANIFESTS)?
+                .get((repo.as_str(), d.as_str()))?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            // First the tags: a guarded one refuses the whole delete.
+            tags::remove_tags_of(txn, &repo, &digest, &actor, policy.as_ref())?;
             let record: ManifestRecord = {
                 let mut manifests = txn.open_table(MANIFESTS)?;
                 let Some(json) = manifests.remove((repo.as_str(), d.as_str()))? else {
@@ -265,30 +335,17 @@ impl MetaStore for RedbMetaStore {
             };
             txn.open_table(MANIFEST_REPOS)?
                 .remove((d.as_str(), repo.as_str()))?;
-            let mut tags = txn.open_table(TAGS)?;
-            let pointing: Vec<String> = {
-                let mut v = Vec::new();
-                for entry in tags.range((repo.as_str(), "")..)? {
-                    let (k, val) = entry?;
-                    let (r, tag) = k.value();
-                    if r != repo {
-                        break;
-                    }
-                    if val.value() == d {
-                        v.push(tag.to_string());
-                    }
-                }
-                v
-            };
-            for tag in &pointing {
-                tags.remove((repo.as_str(), tag.as_str()))?;
-            }
             if let Some(subject) = &record.subject {
                 let s = subject.to_string();
                 txn.open_table(REFERRERS)?
                     .remove((repo.as_str(), s.as_str(), d.as_str()))?;
             }
             models::unindex(txn, &repo, &d)?;
+            review::forget(txn, &repo, &d)?;
+            let change = Change::new(&actor, Action::ManifestDelete)
+                .repo(&repo)
+                .digest(&digest);
+            audit::append(txn, change)?;
             Ok(Some(record))
         })
         .await
@@ -327,17 +384,6 @@ impl MetaStore for RedbMetaStore {
                 None => Ok(None),
             }
         })
-    }
-
-    async fn delete_tag(&self, repo: &str, tag: &str) -> StoreResult<bool> {
-        let (repo, tag) = (repo.to_string(), tag.to_string());
-        self.write(move |txn| {
-            Ok(txn
-                .open_table(TAGS)?
-                .remove((repo.as_str(), tag.as_str()))?
-                .is_some())
-        })
-        .await
     }
 
     async fn list_tags(&self, repo: &str, last: Option<&str>, limit: usize) -> StoreResult<Page> {

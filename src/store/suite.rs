@@ -2,16 +2,51 @@
 //! implementation is done when these run clean against it.
 
 mod models;
+mod tags;
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use super::model::ModelRecord;
+use super::tags::unguarded;
 use super::{
-    BlobStore, ByteRange, ByteStream, ManifestRecord, MetaStore, Required, StoreError, UploadRecord,
+    Actor, BlobStore, ByteRange, ByteStream, ManifestPut, ManifestRecord, ManifestStored,
+    MetaStore, MoveKind, Required, StoreError, StoreResult, TagMove, UploadRecord,
 };
 use crate::oci::{Algorithm, Descriptor, Digest};
+
+/// A push by the suite, with no policy.
+pub(super) async fn put(
+    meta: &dyn MetaStore,
+    repo: &str,
+    record: &ManifestRecord,
+    tag: Option<&str>,
+    model: Option<&ModelRecord>,
+    required: Required<'_>,
+) -> StoreResult<ManifestStored> {
+    let actor = Actor::local("suite");
+    let put = ManifestPut {
+        repo,
+        record,
+        tag,
+        model,
+        required,
+        actor: &actor,
+    };
+    meta.put_manifest(put, unguarded()).await
+}
+
+/// A delete by the suite, with no policy.
+pub(super) async fn del(
+    meta: &dyn MetaStore,
+    repo: &str,
+    digest: &Digest,
+) -> StoreResult<Option<ManifestRecord>> {
+    meta.delete_manifest(repo, digest, &Actor::local("suite"), unguarded())
+        .await
+}
 
 fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
     let items: Vec<std::io::Result<Bytes>> =
@@ -187,7 +222,7 @@ pub async fn blob_store(store: &dyn BlobStore) {
     assert_eq!(store.read_all(&md, 1024).await.unwrap(), None);
 }
 
-fn record(seed: &[u8], subject: Option<&Digest>) -> ManifestRecord {
+pub(super) fn record(seed: &[u8], subject: Option<&Digest>) -> ManifestRecord {
     ManifestRecord {
         digest: Digest::sha256_of(seed),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -224,8 +259,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
             manifests: std::slice::from_ref(&child),
         },
     ] {
-        let err = meta
-            .put_manifest("r/one", &needy, Some("needy"), None, required)
+        let err = put(meta, "r/one", &needy, Some("needy"), None, required)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::ReferenceMissing(_)), "{err}");
@@ -237,7 +271,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         blobs: std::slice::from_ref(&b),
         manifests: &[],
     };
-    meta.put_manifest("r/one", &needy, None, None, required)
+    put(meta, "r/one", &needy, None, None, required)
         .await
         .unwrap();
     assert!(
@@ -246,21 +280,16 @@ pub async fn meta_store(meta: &dyn MetaStore) {
             .unwrap()
             .is_some()
     );
-    assert!(
-        meta.delete_manifest("r/one", &needy.digest)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(del(meta, "r/one", &needy.digest).await.unwrap().is_some());
     assert!(meta.unlink_blob("r/one", &b).await.unwrap());
 
     // Manifests, tags and referrers.
     let subject = record(b"subject", None);
-    meta.put_manifest("r/one", &subject, Some("v1"), None, Required::NONE)
+    put(meta, "r/one", &subject, Some("v1"), None, Required::NONE)
         .await
         .unwrap();
     let referrer = record(b"referrer", Some(&subject.digest));
-    meta.put_manifest("r/one", &referrer, None, None, Required::NONE)
+    put(meta, "r/one", &referrer, None, None, Required::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -289,7 +318,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         })
         .collect();
     for r in &paged {
-        meta.put_manifest("r/one", r, None, None, Required::NONE)
+        put(meta, "r/one", r, None, None, Required::NONE)
             .await
             .unwrap();
     }
@@ -320,11 +349,11 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         (odd[1..].to_vec(), false)
     );
     for r in &paged {
-        meta.delete_manifest("r/one", &r.digest).await.unwrap();
+        del(meta, "r/one", &r.digest).await.unwrap();
     }
 
     for t in ["b", "a", "c", "v2"] {
-        meta.put_manifest("r/one", &subject, Some(t), None, Required::NONE)
+        put(meta, "r/one", &subject, Some(t), None, Required::NONE)
             .await
             .unwrap();
     }
@@ -338,33 +367,34 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         (page.items.as_slice(), page.more),
         (&["c".into(), "v1".into(), "v2".into()][..], false)
     );
-    assert!(meta.delete_tag("r/one", "c").await.unwrap());
-    assert!(!meta.delete_tag("r/one", "c").await.unwrap());
+    let untag = TagMove::new("r/one", "c", None, MoveKind::Delete, &Actor::local("suite"));
+    let moved = meta.move_tag(untag.clone(), unguarded()).await.unwrap();
+    assert_eq!(moved.previous, Some(subject.digest.clone()));
+    assert!(moved.entry.is_some());
+    let moved = meta.move_tag(untag, unguarded()).await.unwrap();
+    assert_eq!((moved.previous, moved.entry), (None, None));
 
     // Deleting a manifest removes its tags and its referrer entry, nothing else.
-    meta.put_manifest("r/onex", &subject, Some("other-repo"), None, Required::NONE)
-        .await
-        .unwrap();
+    put(
+        meta,
+        "r/onex",
+        &subject,
+        Some("other-repo"),
+        None,
+        Required::NONE,
+    )
+    .await
+    .unwrap();
     assert!(
-        meta.delete_manifest("r/one", &referrer.digest)
+        del(meta, "r/one", &referrer.digest)
             .await
             .unwrap()
             .is_some()
     );
     let refs = meta.referrers("r/one", &subject.digest, None, None, 10);
     assert_eq!(refs.await.unwrap(), (vec![], false));
-    assert!(
-        meta.delete_manifest("r/one", &subject.digest)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        meta.delete_manifest("r/one", &subject.digest)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(del(meta, "r/one", &subject.digest).await.unwrap().is_some());
+    assert!(del(meta, "r/one", &subject.digest).await.unwrap().is_none());
     assert!(
         meta.list_tags("r/one", None, 10)
             .await
@@ -418,6 +448,8 @@ async fn redb_meta_store_passes_the_suite() {
         meta_store(&meta).await;
         let meta = super::redb::RedbMetaStore::open(&dir.path().join("i.redb"), durable).unwrap();
         models::model_index(&meta).await;
+        let meta = super::redb::RedbMetaStore::open(&dir.path().join("t.redb"), durable).unwrap();
+        tags::tag_moves(&meta).await;
     }
 }
 
@@ -428,7 +460,7 @@ async fn redb_model_index_survives_reopening() {
     let (m, v) = models::version("v1", 7, &[(Digest::sha256_of(b"w"), 5)], &[]);
     {
         let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
-        meta.put_manifest("r", &m, Some("v1"), Some(&v), Required::NONE)
+        put(&meta, "r", &m, Some("v1"), Some(&v), Required::NONE)
             .await
             .unwrap();
     }
@@ -452,7 +484,7 @@ async fn redb_annotation_index_is_built_for_an_older_database() {
     let (m, v) = models::version("v1", 7, &w, &[("stage", "prod")]);
     {
         let meta = super::redb::RedbMetaStore::open(&path, true).unwrap();
-        meta.put_manifest("r", &m, Some("v1"), Some(&v), Required::NONE)
+        put(&meta, "r", &m, Some("v1"), Some(&v), Required::NONE)
             .await
             .unwrap();
     }
@@ -479,7 +511,7 @@ async fn redb_annotation_index_is_built_for_an_older_database() {
             .items
             .is_empty()
     );
-    meta.delete_manifest("r", &m.digest).await.unwrap();
+    del(&meta, "r", &m.digest).await.unwrap();
     assert!(
         meta.list_models(None, 10, &filter("prod"))
             .await

@@ -1,10 +1,10 @@
 //! Parses `/api/v1/...` paths once into a typed `ApiEndpoint`. Model names contain
 //! slashes, so the kind of endpoint is decided from the end of the path; a last
-//! segment `versions` or `compare` always names the listing or comparison.
+//! segment `versions`, `compare` or `aliases` always names the listing or comparison.
 
 use crate::http::endpoint::decode_segments;
 
-use crate::oci::{NameError, Reference, RepoName};
+use crate::oci::{NameError, Reference, RepoName, Tag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiEndpoint {
@@ -17,8 +17,44 @@ pub enum ApiEndpoint {
         repo: RepoName,
         reference: Reference,
     },
+    /// `/api/v1/models/<name>/versions/<tag or digest>/approvals`
+    Approvals {
+        repo: RepoName,
+        reference: Reference,
+    },
+    /// `/api/v1/models/<name>/versions/<tag or digest>/labels`
+    Labels {
+        repo: RepoName,
+        reference: Reference,
+    },
+    /// `/api/v1/models/<name>/versions/<tag or digest>/labels/<key>`
+    Label {
+        repo: RepoName,
+        reference: Reference,
+        key: String,
+    },
     /// `/api/v1/models/<name>/compare`
     Compare { repo: RepoName },
+    /// `/api/v1/models/<name>/aliases`
+    Aliases { repo: RepoName },
+    /// `/api/v1/models/<name>/aliases/<alias>`
+    Alias { repo: RepoName, alias: Tag },
+    /// `/api/v1/models/<name>/aliases/<alias>/history`
+    AliasHistory { repo: RepoName, alias: Tag },
+    /// `/api/v1/models/<name>/aliases/<alias>/rollback`
+    Rollback { repo: RepoName, alias: Tag },
+    /// `/api/v1/policy`
+    Policy,
+    /// `/api/v1/signing-key`
+    SigningKey,
+    /// `/api/v1/audit`
+    Audit,
+    /// `/api/v1/audit/export`
+    AuditExport,
+    /// `/api/v1/events`
+    Events,
+    /// `/api/v1/events/deliveries`
+    Deliveries,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,18 +65,29 @@ pub enum ApiEndpointError {
     Name(NameError),
     #[error("invalid version reference: {0}")]
     Reference(NameError),
+    #[error("invalid alias: {0}")]
+    Alias(NameError),
 }
 
 impl ApiEndpoint {
     /// Parses the path of a request (still percent-encoded).
     pub fn parse(path: &str) -> Result<ApiEndpoint, ApiEndpointError> {
         let rest = path
-            .strip_prefix("/api/v1/models")
+            .strip_prefix("/api/v1/")
             .ok_or(ApiEndpointError::NotFound)?;
-        if rest.is_empty() || rest == "/" {
-            return Ok(ApiEndpoint::Models);
+        match rest.trim_end_matches('/') {
+            "policy" => return Ok(ApiEndpoint::Policy),
+            "signing-key" => return Ok(ApiEndpoint::SigningKey),
+            "audit" => return Ok(ApiEndpoint::Audit),
+            "audit/export" => return Ok(ApiEndpoint::AuditExport),
+            "events" => return Ok(ApiEndpoint::Events),
+            "events/deliveries" => return Ok(ApiEndpoint::Deliveries),
+            "models" => return Ok(ApiEndpoint::Models),
+            _ => {}
         }
-        let rest = rest.strip_prefix('/').ok_or(ApiEndpointError::NotFound)?;
+        let rest = rest
+            .strip_prefix("models/")
+            .ok_or(ApiEndpointError::NotFound)?;
         let decoded = decode_segments(rest);
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let n = segs.len();
@@ -50,37 +97,125 @@ impl ApiEndpoint {
             }
             segs[..k].join("/").parse().map_err(ApiEndpointError::Name)
         };
-        match segs[n - 1] {
-            "versions" => Ok(ApiEndpoint::Versions {
+        let reference = |s: &str| -> Result<Reference, ApiEndpointError> {
+            s.parse().map_err(ApiEndpointError::Reference)
+        };
+        let alias = |s: &str| -> Result<Tag, ApiEndpointError> {
+            s.parse().map_err(ApiEndpointError::Alias)
+        };
+        let at = |i: usize, word: &str| n > i && segs[n - 1 - i] == word;
+        // Decided from the end: a last segment `versions`, `compare` or `aliases`
+        // always names the listing.
+        if at(0, "versions") {
+            return Ok(ApiEndpoint::Versions {
                 repo: name_of(n - 1)?,
-            }),
-            "compare" => Ok(ApiEndpoint::Compare {
-                repo: name_of(n - 1)?,
-            }),
-            last if n >= 3 && segs[n - 2] == "versions" => Ok(ApiEndpoint::Version {
-                repo: name_of(n - 2)?,
-                reference: last.parse().map_err(ApiEndpointError::Reference)?,
-            }),
-            _ => Err(ApiEndpointError::NotFound),
+            });
         }
+        if at(0, "compare") {
+            return Ok(ApiEndpoint::Compare {
+                repo: name_of(n - 1)?,
+            });
+        }
+        if at(0, "aliases") {
+            return Ok(ApiEndpoint::Aliases {
+                repo: name_of(n - 1)?,
+            });
+        }
+        if n >= 5 && at(3, "versions") && at(1, "labels") {
+            return Ok(ApiEndpoint::Label {
+                repo: name_of(n - 4)?,
+                reference: reference(segs[n - 3])?,
+                key: segs[n - 1].to_string(),
+            });
+        }
+        if n >= 4 && at(2, "versions") && (at(0, "approvals") || at(0, "labels")) {
+            let (repo, reference) = (name_of(n - 3)?, reference(segs[n - 2])?);
+            return Ok(if at(0, "approvals") {
+                ApiEndpoint::Approvals { repo, reference }
+            } else {
+                ApiEndpoint::Labels { repo, reference }
+            });
+        }
+        if n >= 4 && at(2, "aliases") && (at(0, "history") || at(0, "rollback")) {
+            let (repo, a) = (name_of(n - 3)?, alias(segs[n - 2])?);
+            return Ok(if at(0, "history") {
+                ApiEndpoint::AliasHistory { repo, alias: a }
+            } else {
+                ApiEndpoint::Rollback { repo, alias: a }
+            });
+        }
+        if n >= 3 && at(1, "aliases") {
+            return Ok(ApiEndpoint::Alias {
+                repo: name_of(n - 2)?,
+                alias: alias(segs[n - 1])?,
+            });
+        }
+        if n >= 3 && at(1, "versions") {
+            return Ok(ApiEndpoint::Version {
+                repo: name_of(n - 2)?,
+                reference: reference(segs[n - 1])?,
+            });
+        }
+        Err(ApiEndpointError::NotFound)
     }
 
     pub fn repo(&self) -> Option<&RepoName> {
+        use ApiEndpoint as E;
         match self {
-            ApiEndpoint::Models => None,
-            ApiEndpoint::Versions { repo }
-            | ApiEndpoint::Version { repo, .. }
-            | ApiEndpoint::Compare { repo } => Some(repo),
+            E::Versions { repo }
+            | E::Version { repo, .. }
+            | E::Approvals { repo, .. }
+            | E::Labels { repo, .. }
+            | E::Label { repo, .. }
+            | E::Compare { repo }
+            | E::Aliases { repo }
+            | E::Alias { repo, .. }
+            | E::AliasHistory { repo, .. }
+            | E::Rollback { repo, .. } => Some(repo),
+            E::Models
+            | E::Policy
+            | E::SigningKey
+            | E::Audit
+            | E::AuditExport
+            | E::Events
+            | E::Deliveries => None,
         }
     }
 
     /// A low-cardinality route name for logs and metrics.
     pub fn route(&self) -> &'static str {
+        use ApiEndpoint as E;
         match self {
-            ApiEndpoint::Models => "api_models",
-            ApiEndpoint::Versions { .. } => "api_versions",
-            ApiEndpoint::Version { .. } => "api_version",
-            ApiEndpoint::Compare { .. } => "api_compare",
+            E::Models => "api_models",
+            E::Versions { .. } => "api_versions",
+            E::Version { .. } => "api_version",
+            E::Approvals { .. } => "api_approvals",
+            E::Labels { .. } | E::Label { .. } => "api_labels",
+            E::Compare { .. } => "api_compare",
+            E::Aliases { .. } => "api_aliases",
+            E::Alias { .. } => "api_alias",
+            E::AliasHistory { .. } => "api_alias_history",
+            E::Rollback { .. } => "api_rollback",
+            E::Policy => "api_policy",
+            E::SigningKey => "api_signing_key",
+            E::Audit | E::AuditExport => "api_audit",
+            E::Events => "api_events",
+            E::Deliveries => "api_deliveries",
+        }
+    }
+
+    /// The methods this endpoint answers, for the `Allow` of a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        use ApiEndpoint as E;
+        match self {
+            E::Version { .. } => "GET, HEAD, DELETE",
+            E::Approvals { .. } => "GET, HEAD, POST",
+            E::Labels { .. } => "GET, HEAD, PATCH",
+            E::Label { .. } => "PUT, DELETE",
+            E::Alias { .. } => "GET, HEAD, PUT, DELETE",
+            E::Rollback { .. } => "POST",
+            E::Policy => "GET, HEAD, PUT",
+            _ => "GET, HEAD",
         }
     }
 }
@@ -141,6 +276,8 @@ mod tests {
             "/api/v1/models/compare",
             "/api/v1/models/m",
             "/api/v1/models/m/unknown",
+            "/api/v1/policyx",
+            "/api/v1/models/m/versions/v1/other",
         ] {
             assert!(
                 matches!(ApiEndpoint::parse(p), Err(ApiEndpointError::NotFound)),
@@ -165,5 +302,82 @@ mod tests {
             ApiEndpoint::parse("/api/v1/models/m/versions/sha256:xyz"),
             Err(ApiEndpointError::Reference(_))
         ));
+        assert!(matches!(
+            ApiEndpoint::parse("/api/v1/models/m/aliases/-bad"),
+            Err(ApiEndpointError::Alias(_))
+        ));
+    }
+
+    #[test]
+    fn parses_governance_endpoints() {
+        let prod = || "prod".parse::<Tag>().unwrap();
+        let v1 = || "v1".parse::<Reference>().unwrap();
+        let cases = [
+            (
+                "/api/v1/models/team/m/aliases",
+                ApiEndpoint::Aliases {
+                    repo: repo("team/m"),
+                },
+            ),
+            (
+                "/api/v1/models/team/m/aliases/prod",
+                ApiEndpoint::Alias {
+                    repo: repo("team/m"),
+                    alias: prod(),
+                },
+            ),
+            (
+                "/api/v1/models/team/m/aliases/prod/history",
+                ApiEndpoint::AliasHistory {
+                    repo: repo("team/m"),
+                    alias: prod(),
+                },
+            ),
+            (
+                "/api/v1/models/m/aliases/prod/rollback",
+                ApiEndpoint::Rollback {
+                    repo: repo("m"),
+                    alias: prod(),
+                },
+            ),
+            // An alias named like a sub-resource is still an alias.
+            (
+                "/api/v1/models/m/aliases/history",
+                ApiEndpoint::Alias {
+                    repo: repo("m"),
+                    alias: "history".parse().unwrap(),
+                },
+            ),
+            (
+                "/api/v1/models/a/b/versions/v1/approvals",
+                ApiEndpoint::Approvals {
+                    repo: repo("a/b"),
+                    reference: v1(),
+                },
+            ),
+            (
+                "/api/v1/models/a/versions/v1/labels",
+                ApiEndpoint::Labels {
+                    repo: repo("a"),
+                    reference: v1(),
+                },
+            ),
+            (
+                "/api/v1/models/a/versions/v1/labels/status",
+                ApiEndpoint::Label {
+                    repo: repo("a"),
+                    reference: v1(),
+                    key: "status".into(),
+                },
+            ),
+            ("/api/v1/policy", ApiEndpoint::Policy),
+            ("/api/v1/signing-key", ApiEndpoint::SigningKey),
+            ("/api/v1/audit", ApiEndpoint::Audit),
+            ("/api/v1/audit/export", ApiEndpoint::AuditExport),
+            ("/api/v1/events", ApiEndpoint::Events),
+        ];
+        for (path, want) in cases {
+            assert_eq!(ApiEndpoint::parse(path).unwrap(), want, "{path}");
+        }
     }
 }

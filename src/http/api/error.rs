@@ -14,6 +14,8 @@ pub struct ModelApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// More for the client to read (a gate report, the current target).
+    pub detail: Option<(&'static str, serde_json::Value)>,
 }
 
 impl ModelApiError {
@@ -22,18 +24,24 @@ impl ModelApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.detail = Some((key, value));
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ModelApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn method_not_allowed() -> Self {
+    pub fn method_not_allowed(allow: &str) -> Self {
         ModelApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
-            "the model API is read-only: use GET or HEAD",
+            format!("this resource answers {allow}"),
         )
     }
 
@@ -53,6 +61,7 @@ impl From<ApiEndpointError> for ModelApiError {
             ApiEndpointError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiEndpointError::Name(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             ApiEndpointError::Reference(_) => (StatusCode::BAD_REQUEST, "REFERENCE_INVALID"),
+            ApiEndpointError::Alias(_) => (StatusCode::BAD_REQUEST, "ALIAS_INVALID"),
         };
         ModelApiError::new(status, code, e.to_string())
     }
@@ -79,6 +88,25 @@ impl From<RegistryError> for ModelApiError {
                 (StatusCode::NOT_FOUND, "VERSION_UNKNOWN")
             }
             E::DigestInvalid(_) => (StatusCode::BAD_REQUEST, "REFERENCE_INVALID"),
+            E::AliasUnknown(_) => (StatusCode::NOT_FOUND, "ALIAS_UNKNOWN"),
+            E::TagDenied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            E::TagStale { current, .. } => {
+                let current = serde_json::json!(current);
+                return ModelApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "PRECONDITION_FAILED",
+                    e.to_string(),
+                )
+                .with("current", current);
+            }
+            E::GateFailed(report) => {
+                let report = serde_json::to_value(report).unwrap_or_default();
+                return ModelApiError::new(StatusCode::CONFLICT, "GATE_FAILED", e.to_string())
+                    .with("report", report);
+            }
+            E::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID"),
+            E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "POLICY_INVALID"),
             E::Store(_)
             | E::BlobUnknown(_)
             | E::UploadUnknown(_)
@@ -97,7 +125,11 @@ impl From<RegistryError> for ModelApiError {
 
 impl IntoResponse for ModelApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some((k, v)) = self.detail {
+            error[k] = v;
+        }
+        let body = json!({ "error": error });
         (
             self.status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -1,24 +1,34 @@
-//! The model API under `/api/v1`: JSON, read-only, dispatched on a parsed
-//! `ApiEndpoint`, paginated with opaque cursors (`?limit=&cursor=` →
-//! `{"items": [...], "next_cursor": "..." | null}`), errors mapped in `error.rs`.
+//! The model API under `/api/v1`: JSON, dispatched on a parsed `ApiEndpoint`,
+//! paginated with opaque cursors (`?limit=&cursor=` → `{"items": [...],
+//! "next_cursor": "..." | null}`), errors mapped in `error.rs`. Reads (models,
+//! versions, aliases, audit, events) and the governed writes (promotions,
+//! rollbacks, approvals, labels, deletes, the policy).
 
+mod admin;
+mod aliases;
 mod endpoint;
 mod error;
 mod models;
+mod review;
 mod views;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 use endpoint::ApiEndpoint;
 use error::ModelApiError;
 
 use super::App;
+use super::actor::{ClientAddr, actor_of};
 use super::v2::RouteName;
+use crate::store::Actor;
 
 /// Items per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -26,45 +36,143 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 /// At most this many values of a repeatable query parameter.
 const MAX_REPEATS: usize = 32;
+/// Largest JSON request body.
+const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// What every handler gets of the request.
+pub(super) struct ApiCtx<'a> {
+    app: &'a Arc<App>,
+    headers: &'a HeaderMap,
+    query: &'a Query,
+    actor: &'a Actor,
+}
+
+impl ApiCtx<'_> {
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
 
 pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (route, result) = match ApiEndpoint::parse(req.uri().path()) {
+    let (parts, body) = req.into_parts();
+    let (route, result) = match ApiEndpoint::parse(parts.uri.path()) {
         Ok(endpoint) => {
             let span = tracing::Span::current();
             span.record("route", endpoint.route());
             if let Some(repo) = endpoint.repo() {
                 span.record("repo", repo.as_str());
             }
-            let result = match Query::parse(req.uri().query()) {
-                // HEAD is GET without the body (hyper leaves the body out).
-                Ok(query) if matches!(*req.method(), Method::GET | Method::HEAD) => {
-                    handle(&app, &endpoint, &query).await
+            let peer = parts.extensions.get::<ClientAddr>();
+            let result = match (
+                Query::parse(parts.uri.query()),
+                actor_of(&parts.headers, peer),
+            ) {
+                (Ok(query), Ok(actor)) => {
+                    span.record("actor", actor.name.as_str());
+                    let ctx = ApiCtx {
+                        app: &app,
+                        headers: &parts.headers,
+                        query: &query,
+                        actor: &actor,
+                    };
+                    handle(&ctx, &endpoint, &parts.method, body).await
                 }
-                Ok(_) => Err(ModelApiError::method_not_allowed()),
-                Err(e) => Err(e),
+                (Err(e), _) => Err(e),
+                (_, Err(e)) => Err(ModelApiError::bad_request("ACTOR_INVALID", e)),
             };
+            let result = result.map_err(|e| (e, endpoint.allowed_methods()));
             (endpoint.route(), result)
         }
-        Err(e) => ("api_unknown", Err(e.into())),
+        Err(e) => ("api_unknown", Err((e.into(), "GET, HEAD"))),
     };
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
-    if resp.status() == axum::http::StatusCode::METHOD_NOT_ALLOWED {
-        // RFC 9110: a 405 names the methods the resource does allow.
-        resp.headers_mut().insert(
-            axum::http::header::ALLOW,
-            axum::http::HeaderValue::from_static("GET, HEAD"),
-        );
-    }
+    let mut resp = match result {
+        Ok(r) => r,
+        Err((e, allow)) => {
+            let mut r = e.into_response();
+            if r.status() == StatusCode::METHOD_NOT_ALLOWED {
+                // RFC 9110: a 405 names the methods the resource does allow.
+                r.headers_mut()
+                    .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
+            }
+            r
+        }
+    };
     resp.extensions_mut().insert(RouteName(route));
     resp
 }
 
-async fn handle(app: &App, endpoint: &ApiEndpoint, q: &Query) -> Result<Response, ModelApiError> {
-    match endpoint {
-        ApiEndpoint::Models => models::list(app, q).await,
-        ApiEndpoint::Versions { repo } => models::versions(app, repo, q).await,
-        ApiEndpoint::Version { repo, reference } => models::show(app, repo, reference).await,
-        ApiEndpoint::Compare { repo } => models::compare(app, repo, q).await,
+async fn handle(
+    ctx: &ApiCtx<'_>,
+    endpoint: &ApiEndpoint,
+    method: &Method,
+    body: Body,
+) -> Result<Response, ModelApiError> {
+    use ApiEndpoint as E;
+    // HEAD is GET without the body (hyper leaves the body out).
+    let m = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let app = ctx.app.as_ref();
+    let q = ctx.query;
+    match (endpoint, m) {
+        (E::Models, Method::GET) => models::list(app, q).await,
+        (E::Versions { repo }, Method::GET) => models::versions(app, repo, q).await,
+        (E::Version { repo, reference }, Method::GET) => models::show(app, repo, reference).await,
+        (E::Version { repo, reference }, Method::DELETE) => {
+            review::delete_version(ctx, repo, reference).await
+        }
+        (E::Compare { repo }, Method::GET) => models::compare(app, repo, q).await,
+        (E::Approvals { repo, reference }, Method::GET) => {
+            review::approvals(ctx, repo, reference).await
+        }
+        (E::Approvals { repo, reference }, Method::POST) => {
+            review::approve(ctx, repo, reference, json_body(body).await?).await
+        }
+        (E::Labels { repo, reference }, Method::GET) => review::labels(ctx, repo, reference).await,
+        (E::Labels { repo, reference }, Method::PATCH) => {
+            review::patch_labels(ctx, repo, reference, json_body(body).await?).await
+        }
+        (
+            E::Label {
+                repo,
+                reference,
+                key,
+            },
+            Method::PUT,
+        ) => review::put_label(ctx, repo, reference, key, json_body(body).await?).await,
+        (
+            E::Label {
+                repo,
+                reference,
+                key,
+            },
+            Method::DELETE,
+        ) => review::delete_label(ctx, repo, reference, key).await,
+        (E::Aliases { repo }, Method::GET) => aliases::list(ctx, repo).await,
+        (E::Alias { repo, alias }, Method::GET) => aliases::get(ctx, repo, alias).await,
+        (E::Alias { repo, alias }, Method::PUT) => {
+            aliases::promote(ctx, repo, alias, json_body(body).await?).await
+        }
+        (E::Alias { repo, alias }, Method::DELETE) => aliases::unset(ctx, repo, alias).await,
+        (E::AliasHistory { repo, alias }, Method::GET) => aliases::history(ctx, repo, alias).await,
+        (E::Rollback { repo, alias }, Method::POST) => {
+            aliases::rollback(ctx, repo, alias, json_body(body).await?).await
+        }
+        (E::Policy, Method::GET) => admin::get_policy(ctx).await,
+        (E::Policy, Method::PUT) => {
+            let text = read_body(body, crate::governance::policy::MAX_POLICY_BYTES).await?;
+            admin::put_policy(ctx, text).await
+        }
+        (E::SigningKey, Method::GET) => admin::signing_key(ctx).await,
+        (E::Audit, Method::GET) => admin::audit(ctx).await,
+        (E::AuditExport, Method::GET) => admin::audit_export(ctx).await,
+        (E::Events, Method::GET) => admin::events(ctx).await,
+        (E::Deliveries, Method::GET) => json(&ctx.app.registry.delivery_status()),
+        _ => Err(ModelApiError::method_not_allowed(
+            endpoint.allowed_methods(),
+        )),
     }
 }
 
@@ -72,6 +180,34 @@ async fn handle(app: &App, endpoint: &ApiEndpoint, q: &Query) -> Result<Response
 fn json<T: Serialize>(v: &T) -> Result<Response, ModelApiError> {
     let body = serde_json::to_vec(v).map_err(ModelApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The request body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ModelApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ModelApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes"),
+        )),
+        Err(e) => Err(ModelApiError::bad_request(
+            "BODY_INVALID",
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
+/// The request body as JSON of type `T`.
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ModelApiError> {
+    let bytes = read_body(body, MAX_JSON_BODY).await?;
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ModelApiError::bad_request("BODY_INVALID", format!("the request body: {e}")))
 }
 
 /// Query parameters, keeping repeated keys.
@@ -136,5 +272,31 @@ impl Query {
     /// `cursor`, if present and non-empty.
     fn cursor(&self) -> Option<&str> {
         self.get("cursor").filter(|c| !c.is_empty())
+    }
+
+    /// A boolean flag: absent, `false` or `0` is false; `true`, `1` or empty is true.
+    fn flag(&self, key: &str) -> Result<bool, ModelApiError> {
+        match self.get(key) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") | Some("") => Ok(true),
+            Some(v) => Err(ModelApiError::bad_request(
+                "QUERY_INVALID",
+                format!("{key} must be true or false, not {v:?}"),
+            )),
+        }
+    }
+
+    /// A time parameter (RFC 3339) as milliseconds.
+    fn time_ms(&self, key: &str) -> Result<Option<i64>, ModelApiError> {
+        self.get(key)
+            .map(|v| {
+                crate::store::audit::time_ms(v).ok_or_else(|| {
+                    ModelApiError::bad_request(
+                        "QUERY_INVALID",
+                        format!("{key} must be an RFC 3339 time, such as 2026-01-31T12:00:00Z"),
+                    )
+                })
+            })
+            .transpose()
     }
 }

@@ -63,11 +63,7 @@ pub(super) async fn versions(
         .model_versions(repo.as_str(), &query, after.as_ref(), limit)
         .await?;
     json(&Page {
-        items: page
-            .items
-            .iter()
-            .map(|(v, tags)| VersionItem::new(v, tags))
-            .collect(),
+        items: page.items.iter().map(VersionItem::new).collect(),
         next_cursor: page.next.as_ref().map(encode_token),
     })
 }

@@ -6,9 +6,10 @@ use serde::Serialize;
 
 use crate::http::v2::referrers_page;
 use crate::models::compare::Comparison;
+use crate::models::query::Tagged;
 use crate::oci::{Descriptor, Digest};
 use crate::registry::ModelVersion;
-use crate::store::model::{BlobRef, LayerRecord, Lineage, ModelInfo, ModelRecord, ModelSummary};
+use crate::store::model::{BlobRef, LayerRecord, Lineage, ModelInfo, ModelSummary};
 
 /// One page of a listing.
 #[derive(Serialize)]
@@ -72,14 +73,17 @@ pub struct VersionItem<'a> {
     pub metrics: &'a BTreeMap<String, f64>,
     pub params: &'a BTreeMap<String, String>,
     pub model: &'a ModelInfo,
+    pub labels: &'a BTreeMap<String, String>,
 }
 
 impl<'a> VersionItem<'a> {
-    pub fn new(v: &'a ModelRecord, tags: &'a [String]) -> Self {
+    pub fn new(t: &'a Tagged) -> Self {
+        let v = &t.record;
         VersionItem {
             digest: &v.digest,
             created: &v.created,
-            tags,
+            tags: &t.tags,
+            labels: &t.labels,
             kind: &v.kind,
             description: v.description.as_deref(),
             total_size: v.total_size,
@@ -112,6 +116,7 @@ pub struct VersionDetail<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<&'a str>,
     pub tags: &'a [String],
+    pub labels: &'a BTreeMap<String, String>,
     pub lineage: &'a Lineage,
     pub metrics: &'a BTreeMap<String, f64>,
     pub params: &'a BTreeMap<String, String>,
@@ -150,6 +155,7 @@ impl<'a> VersionDetail<'a> {
             created: &r.created,
             description: r.description.as_deref(),
             tags: &v.tags,
+            labels: &v.labels,
             lineage: &r.lineage,
             metrics: &r.metrics,
             params: &r.params,

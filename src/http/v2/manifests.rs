@@ -66,7 +66,7 @@ pub(super) async fn put(
         .to_bytes();
     let content_type = ctx.header(header::CONTENT_TYPE);
     let pushed = registry
-        .put_manifest(repo.as_str(), reference, content_type, bytes)
+        .put_manifest(repo.as_str(), reference, content_type, bytes, ctx.actor)
         .await?;
     let mut b = Response::builder()
         .status(StatusCode::CREATED)
@@ -89,7 +89,7 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     ctx.app
         .registry
-        .delete_manifest(repo.as_str(), reference)
+        .delete_manifest(repo.as_str(), reference, ctx.actor)
         .await?;
     accepted()
 }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use super::App;
+use super::actor::{ClientAddr, actor_of};
 use super::endpoint::Endpoint;
 use super::error::ApiError;
 use crate::store::ByteStream;
@@ -45,13 +46,28 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             }
             // Access control attaches here: `endpoint.action(&parts.method)` on `endpoint.repo()`.
             let query = Query::parse(parts.uri.query());
-            let ctx = Ctx {
-                app: &app,
-                method: &parts.method,
-                headers: &parts.headers,
-                query: &query,
-            };
-            (endpoint.route(), handle(ctx, &endpoint, body).await)
+            let peer = parts.extensions.get::<ClientAddr>();
+            match actor_of(&parts.headers, peer) {
+                Ok(actor) => {
+                    span.record("actor", actor.name.as_str());
+                    let ctx = Ctx {
+                        app: &app,
+                        method: &parts.method,
+                        headers: &parts.headers,
+                        query: &query,
+                        actor: &actor,
+                    };
+                    (endpoint.route(), handle(ctx, &endpoint, body).await)
+                }
+                Err(e) => (
+                    endpoint.route(),
+                    Err(ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "UNSUPPORTED",
+                        e,
+                    )),
+                ),
+            }
         }
         Err(e) => ("unknown", Err(ApiError::endpoint(e, &parts.method))),
     };
@@ -69,6 +85,7 @@ pub(super) struct Ctx<'a> {
     method: &'a Method,
     headers: &'a HeaderMap,
     query: &'a Query,
+    actor: &'a crate::store::Actor,
 }
 
 impl Ctx<'_> {

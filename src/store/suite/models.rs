@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::{del, put};
 use crate::oci::Digest;
 use crate::store::model::{BlobRef, LayerRecord, ModelFilter, ModelRecord};
 use crate::store::{ManifestRecord, MetaStore, Required};
@@ -87,14 +88,14 @@ pub async fn model_index(meta: &dyn MetaStore) {
         &[("stage", "dev")],
     );
     let (m2, v2) = version("v2", 2_000, &[shared.clone(), blob("b", 300)], &[]);
-    meta.put_manifest("team/m", &m1, Some("v1"), Some(&v1), Required::NONE)
+    put(meta, "team/m", &m1, Some("v1"), Some(&v1), Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("team/m", &m2, Some("prod"), Some(&v2), Required::NONE)
+    put(meta, "team/m", &m2, Some("prod"), Some(&v2), Required::NONE)
         .await
         .unwrap();
     // A re-push (with another tag) indexes nothing twice.
-    meta.put_manifest("team/m", &m2, Some("v2"), Some(&v2), Required::NONE)
+    put(meta, "team/m", &m2, Some("v2"), Some(&v2), Required::NONE)
         .await
         .unwrap();
     assert_eq!(
@@ -120,12 +121,19 @@ pub async fn model_index(meta: &dyn MetaStore) {
 
     // A manifest pushed without a model record (a referrer, an image) is no version.
     let (plain, _) = version("plain", 5, &[], &[]);
-    meta.put_manifest("team/m", &plain, None, None, Required::NONE)
+    put(meta, "team/m", &plain, None, None, Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("images/app", &plain, Some("latest"), None, Required::NONE)
-        .await
-        .unwrap();
+    put(
+        meta,
+        "images/app",
+        &plain,
+        Some("latest"),
+        None,
+        Required::NONE,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         meta.model_version("team/m", &plain.digest).await.unwrap(),
         None
@@ -134,10 +142,10 @@ pub async fn model_index(meta: &dyn MetaStore) {
 
     // More models: name order, paging, name and annotation filters.
     let (ma, va) = version("a1", 1, &[blob("x", 1)], &[("stage", "prod")]);
-    meta.put_manifest("alpha", &ma, None, Some(&va), Required::NONE)
+    put(meta, "alpha", &ma, None, Some(&va), Required::NONE)
         .await
         .unwrap();
-    meta.put_manifest("zeta/m", &ma, None, Some(&va), Required::NONE)
+    put(meta, "zeta/m", &ma, None, Some(&va), Required::NONE)
         .await
         .unwrap();
     let page = meta.list_models(None, 2, &all).await.unwrap();
@@ -162,7 +170,7 @@ pub async fn model_index(meta: &dyn MetaStore) {
     assert_eq!(names, vec!["team/m"]);
 
     // Deleting a version un-indexes it in the same step: counts, sizes, latest.
-    meta.delete_manifest("team/m", &v2.digest).await.unwrap();
+    del(meta, "team/m", &v2.digest).await.unwrap();
     assert_eq!(
         meta.model_version("team/m", &v2.digest).await.unwrap(),
         None
@@ -170,13 +178,13 @@ pub async fn model_index(meta: &dyn MetaStore) {
     let page = meta.list_models(None, 10, &by_name).await.unwrap();
     let m = &page.items[0];
     assert_eq!((m.versions, m.total_size, &m.latest), (1, 1210, &v1));
-    meta.delete_manifest("team/m", &v1.digest).await.unwrap();
+    del(meta, "team/m", &v1.digest).await.unwrap();
     let page = meta.list_models(None, 10, &all).await.unwrap();
     let names: Vec<&str> = page.items.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, vec!["alpha", "zeta/m"]);
     assert!(meta.model_versions("team/m").await.unwrap().is_empty());
     // The same version in another repository is untouched.
-    meta.delete_manifest("alpha", &va.digest).await.unwrap();
+    del(meta, "alpha", &va.digest).await.unwrap();
     assert_eq!(
         meta.model_version("zeta/m", &va.digest).await.unwrap(),
         Some(va)
