@@ -4,6 +4,7 @@
 #   podman, containerd      (Debian)  - tests/clients/podman_containerd_roundtrip.sh
 #   docker-registry         (Debian)  - CNCF distribution, a reference registry for comparison tests
 #   oras SDK                (PyPI)    - tests/clients/oras_roundtrip.py
+#   cryptography            (PyPI)    - tests/governance/verify_independently.py
 # Idempotent and non-interactive: anything already present is skipped, so a repeat run is fast.
 set -euo pipefail
 
@@ -54,8 +55,9 @@ try:
     print(m.version("oras"))
 except m.PackageNotFoundError:
     print("")' 2>/dev/null || true)
-if [ "$have_oras" = "$ORAS_VERSION" ]; then
-    echo "install-test-deps: oras $ORAS_VERSION already installed for $PYTHON"
+have_crypto=$("$PYTHON" -c 'import cryptography.hazmat.primitives.asymmetric.ec; print(1)' 2>/dev/null || true)
+if [ "$have_oras" = "$ORAS_VERSION" ] && [ -n "$have_crypto" ]; then
+    echo "install-test-deps: oras $ORAS_VERSION and cryptography already installed for $PYTHON"
 else
     if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
         echo "install-test-deps: no pip for $PYTHON: apt-get install -y python3-pip"
@@ -67,8 +69,8 @@ else
     if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
         pip_flags+=(--break-system-packages)
     fi
-    echo "install-test-deps: $PYTHON -m pip install oras==$ORAS_VERSION${have_oras:+ (found $have_oras)}"
-    "$PYTHON" -m pip install "${pip_flags[@]}" "oras==$ORAS_VERSION"
+    echo "install-test-deps: $PYTHON -m pip install oras==$ORAS_VERSION cryptography${have_oras:+ (found oras $have_oras)}"
+    "$PYTHON" -m pip install "${pip_flags[@]}" "oras==$ORAS_VERSION" cryptography
 fi
 
 # Fail loudly if anything is still missing.
@@ -76,4 +78,5 @@ for cmd in skopeo umoci podman containerd ctr docker-registry; do
     command -v "$cmd" >/dev/null || { echo "install-test-deps: $cmd still missing" >&2; exit 1; }
 done
 "$PYTHON" -c 'import oras.client' || { echo "install-test-deps: python module oras still missing" >&2; exit 1; }
+"$PYTHON" -c 'import cryptography.hazmat.primitives.asymmetric.ec' || { echo "install-test-deps: python module cryptography still missing" >&2; exit 1; }
 echo "install-test-deps: done (skopeo $(skopeo --version | awk '{print $3}'), umoci $(umoci --version | awk '{print $3}'), podman $(podman --version | awk '{print $3}'), containerd $(containerd --version | awk '{print $3}'), oras $("$PYTHON" -c 'import importlib.metadata as m; print(m.version("oras"))'))"

@@ -1,9 +1,13 @@
 //! The `berth` command line: `serve`, and client commands that talk to a registry
 //! over HTTP like any other client.
 
+mod api;
 mod attach;
+mod audit;
+mod govern;
 mod pull;
 mod push;
+mod sign;
 mod views;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +59,30 @@ pub enum Command {
     Show(views::ShowArgs),
     /// Compare versions of a model side by side.
     Compare(views::CompareArgs),
+    /// Move an alias (e.g. prod) to a version, through its gates.
+    Promote(govern::PromoteArgs),
+    /// Point an alias back at its previous (or a given earlier) target.
+    Rollback(govern::RollbackArgs),
+    /// List a model's aliases, resolve one (`--at` for the past), or remove one.
+    Aliases(govern::AliasesArgs),
+    /// The history of an alias: every move, by whom, why, on what evidence.
+    History(govern::HistoryArgs),
+    /// Approve a version for an alias.
+    Approve(govern::ApproveArgs),
+    /// List the approvals of a version.
+    Approvals(govern::VersionArgs),
+    /// Show, set (KEY=VALUE) or remove (--rm KEY) the labels of a version.
+    Label(govern::LabelArgs),
+    /// Delete a version (refused while a protected alias or an immutable tag holds it).
+    Delete(govern::VersionArgs),
+    /// Write a cosign-format key pair (cosign.key, cosign.pub).
+    Keygen(sign::KeygenArgs),
+    /// Sign a version as cosign does (.sig tag and a sigstore bundle referrer).
+    Sign(sign::SignArgs),
+    /// Verify a version's signatures, or an alias's promotion attestation, offline.
+    Verify(sign::VerifyArgs),
+    /// The audit log: list, export, verify.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs a client command (everything but `serve`).
@@ -68,5 +96,17 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Versions(a) => views::versions(a).await,
         Command::Show(a) => views::show(a).await,
         Command::Compare(a) => views::compare(a).await,
+        Command::Promote(a) => govern::promote(a).await,
+        Command::Rollback(a) => govern::rollback(a).await,
+        Command::Aliases(a) => govern::aliases(a).await,
+        Command::History(a) => govern::history(a).await,
+        Command::Approve(a) => govern::approve(a).await,
+        Command::Approvals(a) => govern::approvals(a).await,
+        Command::Label(a) => govern::label(a).await,
+        Command::Delete(a) => govern::delete(a).await,
+        Command::Keygen(a) => sign::keygen(a),
+        Command::Sign(a) => sign::sign(a).await,
+        Command::Verify(a) => sign::verify(a).await,
+        Command::Audit(a) => audit::run(a).await,
     }
 }

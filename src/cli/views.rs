@@ -2,9 +2,8 @@
 //! aligned tables, or with `--json` its JSON as is (pretty-printed).
 
 mod render;
-mod table;
+pub mod table;
 
-use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::RegistryArgs;
@@ -79,7 +78,7 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    fn query(&self) -> Vec<(&'static str, String)> {
+    pub fn query(&self) -> Vec<(&'static str, String)> {
         let mut q = Vec::new();
         if let Some(l) = self.limit {
             q.push(("limit", l.to_string()));
@@ -98,36 +97,9 @@ fn model_of(name: &str, registry: &RegistryArgs) -> anyhow::Result<(String, Imag
     Ok((registry_url(host, registry.plain_http), r))
 }
 
-/// GETs a model-API URL and returns its JSON, or the API's error as an error.
+/// GETs a model-API path and returns its JSON, or the API's error as an error.
 async fn get(base: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
-    let mut url = format!("{base}/api/v1/{path}");
-    if !query.is_empty() {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in query {
-            s.append_pair(k, v);
-        }
-        url = format!("{url}?{}", s.finish());
-    }
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("requesting {url}"))?;
-    let status = resp.status();
-    let body = resp.bytes().await.context("reading the response")?;
-    let json: Value = serde_json::from_slice(&body)
-        .with_context(|| format!("{url} answered {status} without JSON"))?;
-    if !status.is_success() {
-        let e = json.get("error").unwrap_or(&Value::Null);
-        bail!(
-            "{} ({status}): {}",
-            e.get("code").and_then(Value::as_str).unwrap_or("ERROR"),
-            e.get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-        );
-    }
-    Ok(json)
+    super::api::Api::new(base)?.get(path, query).await
 }
 
 fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {

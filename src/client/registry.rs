@@ -63,6 +63,7 @@ impl Registry {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .default_headers(super::actor_headers())
             .connect_timeout(std::time::Duration::from_secs(30))
             // A registry that stops sending mid-body fails the transfer instead of hanging it.
             .read_timeout(std::time::Duration::from_secs(300))
@@ -324,6 +325,57 @@ impl Registry {
             return Err(status_error(resp, &what).await);
         }
         Ok(())
+    }
+
+    /// Uploads a small blob in one request unless the repository has it already.
+    pub async fn push_bytes(&self, repo: &str, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
+        if self.blob_size(repo, &digest).await?.is_none() {
+            let session = self.start_upload(repo).await?;
+            let body = reqwest::Body::from(bytes.to_vec());
+            self.finish_upload(&session, &digest, Some((body, bytes.len() as u64)))
+                .await?;
+        }
+        Ok(digest)
+    }
+
+    /// A manifest's bytes by tag or digest, or `None` if the repository has no such manifest.
+    pub async fn find_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<FetchedManifest>> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let what = format!("HEAD {url}");
+        let req = self.http.head(url).header(header::ACCEPT, MANIFEST_ACCEPT);
+        let resp = self.send(req, &what).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.get_manifest(repo, reference).await.map(Some)
+    }
+
+    /// A small blob's bytes, at most `max`, or `None` if the repository lacks it.
+    pub async fn find_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let what = format!("GET {url}");
+        let resp = self.send(self.http.get(url), &what).await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            _ => return Err(status_error(resp, &what).await),
+        }
+        let bytes = read_capped(resp, max, &what).await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            bail!("{what}: the registry sent a blob with digest {actual}");
+        }
+        Ok(Some(bytes))
     }
 
     /// Cancels an upload session (best effort).

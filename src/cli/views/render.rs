@@ -115,6 +115,7 @@ pub fn show(v: &Value) -> String {
     key_values("Lineage", v.get("lineage"), &mut out);
     key_values("Metrics", v.get("metrics"), &mut out);
     key_values("Parameters", v.get("params"), &mut out);
+    key_values("Labels", v.get("labels"), &mut out);
     let layers = v.get("layers").and_then(Value::as_array);
     if let Some(layers) = layers.filter(|l| !l.is_empty()) {
         let _ = writeln!(out, "\nLayers:");

@@ -1,0 +1,132 @@
+//! Berth's own API (`/api/v1`) as the CLI calls it: JSON in and out, the actor
+//! named in every request, and the API's errors (with a failed gate's report)
+//! turned into messages that say what happened and what to do.
+
+use anyhow::{Context, Result, anyhow};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::RegistryArgs;
+use crate::client::reference::{ImageRef, registry_url};
+
+/// The model API of one registry.
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// One API answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("the registry answered {} without JSON", self.status))
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Result<Api> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .default_headers(crate::client::actor_headers())
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// The API of the registry `registry` names.
+    pub fn of(registry: &RegistryArgs) -> Result<Api> {
+        Api::new(&registry_url(&registry.registry, registry.plain_http))
+    }
+
+    /// The API of the registry a `[REGISTRY/]NAME` names, and the name.
+    pub fn for_model(name: &str, registry: &RegistryArgs) -> Result<(Api, ImageRef)> {
+        let r = ImageRef::parse(name)?;
+        let host = r.registry.as_deref().unwrap_or(&registry.registry);
+        Ok((Api::new(&registry_url(host, registry.plain_http))?, r))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request; any status but 2xx and 304 becomes the API's error.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Answer> {
+        let mut url = format!("{}/api/v1/{path}", self.base);
+        if !query.is_empty() {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in query {
+                s.append_pair(k, v);
+            }
+            url = format!("{url}?{}", s.finish());
+        }
+        let what = format!("{method} {url}");
+        let mut req = self.http.request(method, &url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| what.clone())?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{what}: reading the answer"))?
+            .to_vec();
+        if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+            return Err(api_error(status, &body));
+        }
+        Ok(Answer { status, body })
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+        self.send(Method::GET, path, query, None, &[]).await?.json()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        self.send(method, path, &[], Some(body), &[]).await?.json()
+    }
+}
+
+/// The API's error JSON as a message; a failed gate's report is printed in full.
+fn api_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+        return anyhow!("the registry answered {status}: {}", text.trim());
+    };
+    let e = v.get("error").unwrap_or(&Value::Null);
+    let code = e.get("code").and_then(Value::as_str).unwrap_or("ERROR");
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed");
+    let mut out = format!("{code} ({status}): {message}");
+    if let Some(report) = e.get("report") {
+        out.push_str("\n\n");
+        out.push_str(&super::govern::render_report(report));
+        out.push_str(
+            "\nFix what failed, or ask for what is missing (`berth approve …`), and promote again.",
+        );
+    }
+    if code == "PRECONDITION_FAILED" {
+        out.push_str("\nThe alias moved since you looked: check `berth aliases NAME`, then retry with the new --expect.");
+    }
+    anyhow!(out)
+}
