@@ -84,6 +84,11 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM (a graceful stop).
     pub fn terminate(&self) {
         let _ = Command::new("kill")

@@ -133,11 +133,14 @@ pub(super) fn move_tag(
     let target = m.target.as_ref().map(Digest::to_string);
     if let (Some(t), Some(d)) = (&target, &m.target) {
         // Checked here, not by the caller, so a concurrent manifest delete
-        // cannot leave the tag pointing at nothing.
-        if txn
-            .open_table(MANIFESTS)?
-            .get((repo, t.as_str()))?
-            .is_none()
+        // cannot leave the tag pointing at nothing. (The dry run of a push is
+        // checked before its manifest is written, in the same request.)
+        let precheck = m.kind == MoveKind::Push && m.dry_run;
+        if !precheck
+            && txn
+                .open_table(MANIFESTS)?
+                .get((repo, t.as_str()))?
+                .is_none()
         {
             return Err(StoreError::ReferenceMissing(d.clone()));
         }
