@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod events;
 
 use std::path::Path;
 use std::process::Command;
