@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod events;
+mod gates;
 
 use std::path::Path;
 use std::process::Command;
@@ -61,7 +62,7 @@ async fn blob(c: &Client, url: &str, repo: &str, bytes: &[u8]) -> Value {
     json!({ "mediaType": "application/octet-stream", "digest": d, "size": bytes.len() })
 }
 
-/// A version with metric `auc`, pushed by alice; returns (status, digest, body).
+/// A version of team/m with metric `auc`, pushed by alice; returns (status, digest, body).
 async fn push(
     c: &Client,
     url: &str,
@@ -69,16 +70,27 @@ async fn push(
     seed: &str,
     auc: &str,
 ) -> (StatusCode, String, String) {
-    let mut config = blob(c, url, "team/m", format!("config {seed}").as_bytes()).await;
+    push_to(c, url, "team/m", tag, seed, auc).await
+}
+
+async fn push_to(
+    c: &Client,
+    url: &str,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+    auc: &str,
+) -> (StatusCode, String, String) {
+    let mut config = blob(c, url, repo, format!("config {seed}").as_bytes()).await;
     config["mediaType"] = json!("application/vnd.oci.image.config.v1+json");
-    let layer = blob(c, url, "team/m", seed.as_bytes()).await;
+    let layer = blob(c, url, repo, seed.as_bytes()).await;
     let m = json!({
         "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer],
         "annotations": { "dev.berth.metric.auc": auc },
     });
     let body = serde_json::to_vec(&m).unwrap();
     let r = c
-        .put(format!("{url}/v2/team/m/manifests/{tag}"))
+        .put(format!("{url}/v2/{repo}/manifests/{tag}"))
         .header("content-type", MANIFEST)
         .header("berth-actor", "alice")
         .body(body.clone())
