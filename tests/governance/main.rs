@@ -509,4 +509,37 @@ async fn a_bad_policy_is_refused_with_its_line_and_the_old_one_stays() {
         StatusCode::FORBIDDEN,
         "the old policy is still in force"
     );
+
+    // A good policy replaces it: a stale If-Match is refused, the current one
+    // accepted, and the change is audited with its actor.
+    let etag = sha256(POLICY.as_bytes()).replace("sha256:", "");
+    let relaxed = "[[repository]]\nmatch = \"other/*\"\nprotected = [\"prod\"]\n";
+    let put = |tag: String| {
+        c.put(format!("{url}/api/v1/policy"))
+            .header("if-match", format!("\"{tag}\""))
+            .header("berth-actor", "admin")
+            .body(relaxed)
+            .send()
+    };
+    let r = put("0".repeat(64)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = put(etag).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let (st, _, body) = push(&c, &url, "prod", "x", "0.1").await;
+    assert_eq!(
+        st,
+        StatusCode::CREATED,
+        "team/m is no longer guarded: {body}"
+    );
+    let audit: Value = c
+        .get(format!(
+            "{url}/api/v1/audit?action=policy.change&actor=admin"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
 }
