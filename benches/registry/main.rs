@@ -352,6 +352,9 @@ async fn main_stage(
             workloads::blob_round(s, name, &src, round, p, Pulls::All, res).await;
             if meta_ok[i] {
                 workloads::meta_round(s, name, &objs, round, p, res).await;
+                if *name == BERTH {
+                    workloads::alias_round(s, name, p, res).await;
+                }
             }
         }
         for (s, name) in variants {

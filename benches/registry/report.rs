@@ -48,6 +48,24 @@ pub fn meta_keys() -> Vec<String> {
     k
 }
 
+/// Alias resolve runs at these connection counts (Berth only).
+pub const ALIAS_CONC: [usize; 2] = [16, 64];
+pub const PROMOTE_RPS: &str = "promotions_rps";
+
+pub fn alias_key(c: usize, what: &str) -> String {
+    format!("alias_get_c{c}_{what}")
+}
+
+/// Every figure of the alias workloads.
+pub fn alias_keys() -> Vec<String> {
+    let mut k: Vec<String> = ALIAS_CONC
+        .iter()
+        .flat_map(|c| ["rps", "p99_ms"].map(|w| alias_key(*c, w)))
+        .collect();
+    k.push(PROMOTE_RPS.into());
+    k
+}
+
 pub fn get_key(c: usize, what: &str) -> String {
     format!("manifest_get_c{c}_{what}")
 }
@@ -324,6 +342,42 @@ fn rows(chunk_mib: u64, parallel: u64, tags: usize, push_c: usize) -> Vec<Row> {
         row(
             format!("tags list, {tags} tags, c=1 p50 (ms)"),
             TAGS_P50,
+            BERTH,
+            Ceil::None,
+            T::None,
+        ),
+        // Alias resolve beside manifest GET by tag on Berth (the share column: within 10% is >= 0.9).
+        row(
+            "alias resolve c=16 (req/s)",
+            alias_key(16, "rps"),
+            BERTH,
+            Ceil::Of(BERTH, get_key(16, "rps")),
+            T::None,
+        ),
+        row(
+            "alias resolve c=64 (req/s)",
+            alias_key(64, "rps"),
+            BERTH,
+            Ceil::Of(BERTH, get_key(64, "rps")),
+            T::None,
+        ),
+        row(
+            "alias resolve c=16 p99 (ms)",
+            alias_key(16, "p99_ms"),
+            BERTH,
+            Ceil::Of(BERTH, get_key(16, "p99_ms")),
+            T::None,
+        ),
+        row(
+            "alias resolve c=64 p99 (ms)",
+            alias_key(64, "p99_ms"),
+            BERTH,
+            Ceil::Of(BERTH, get_key(64, "p99_ms")),
+            T::None,
+        ),
+        row(
+            "promotions, c=1 (req/s)",
+            PROMOTE_RPS,
             BERTH,
             Ceil::None,
             T::None,

@@ -400,3 +400,82 @@ pub async fn big_round(
     }
     record(res, subj, rep::BIG_PULL, r, "MiB/s");
 }
+
+/// The alias every deploy resolves: `prod` of the meta repository.
+fn alias_path() -> String {
+    format!("/api/v1/models/{META_REPO}/aliases/prod")
+}
+
+async fn promote(c: &mut Conn, repo: &str, target: &str) -> Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "target": target }))?;
+    let path = format!("/api/v1/models/{repo}/aliases/prod");
+    let h = [("content-type", "application/json".to_string())];
+    let r = c
+        .send(crate::http::req(
+            hyper::Method::PUT,
+            &path,
+            &h,
+            crate::http::full(body),
+        ))
+        .await?;
+    let r = crate::http::expect(r, hyper::StatusCode::OK, &format!("PUT {path}")).await?;
+    crate::http::drain(r).await?;
+    Ok(())
+}
+
+/// Berth only: alias resolve (the deploy hot path) at 16 and 64 connections, to
+/// set beside manifest GET by tag; and promotions per second (one connection,
+/// alternating between two versions, each an audited, attested tag move).
+pub async fn alias_round(srv: &Server, subj: &str, p: &Params, res: &mut Results) {
+    let setup = async {
+        let mut c = Conn::connect(srv.addr).await?;
+        promote(&mut c, META_REPO, "latest").await?;
+        let r = c
+            .send(crate::http::req(
+                hyper::Method::GET,
+                &alias_path(),
+                &[],
+                crate::http::empty(),
+            ))
+            .await?;
+        let r = crate::http::expect(r, hyper::StatusCode::OK, "GET alias").await?;
+        anyhow::Ok(crate::http::drain(r).await?)
+    };
+    let len = match setup.await {
+        Ok(len) => len,
+        Err(e) => {
+            for k in rep::alias_keys() {
+                res.fail(subj, &k, &e);
+            }
+            return;
+        }
+    };
+    let op = Arc::new(Op::Get {
+        path: alias_path(),
+        accept: None,
+        len,
+    });
+    for c in rep::ALIAS_CONC {
+        match load::run(srv.addr, op.clone(), c, p.duration).await {
+            Ok(s) => {
+                record(res, subj, &rep::alias_key(c, "rps"), Ok(s.rps), "req/s");
+                record(res, subj, &rep::alias_key(c, "p99_ms"), Ok(s.p99_ms), "ms");
+            }
+            Err(e) => {
+                for w in ["rps", "p99_ms"] {
+                    res.fail(subj, &rep::alias_key(c, w), &e);
+                }
+            }
+        }
+    }
+    let promotions = async {
+        let mut c = Conn::connect(srv.addr).await?;
+        let n = 200;
+        let t = Instant::now();
+        for i in 0..n {
+            promote(&mut c, TAGS_REPO, &format!("t{:05}", i % 2)).await?;
+        }
+        anyhow::Ok(n as f64 / t.elapsed().as_secs_f64())
+    };
+    record(res, subj, rep::PROMOTE_RPS, promotions.await, "req/s");
+}
