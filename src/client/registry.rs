@@ -3,10 +3,14 @@
 //! headers followed (relative or absolute) and the registry's error JSON in errors.
 
 use anyhow::{Context, Result, anyhow, bail};
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::reference::{ImageRef, registry_url};
+use answer::{content_length, location, next_link, read_capped, upload_range_end};
+pub use answer::{parse_upload_range, status_error};
+
+mod answer;
 use crate::oci::media::{self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::oci::{Descriptor, Digest};
 
@@ -17,6 +21,9 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 
 /// Largest manifest or referrers index read into memory.
 pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// Pages of a referrers listing a client follows before giving up.
+const MAX_REFERRER_PAGES: usize = 1000;
 
 /// A manifest as fetched: raw bytes (their digest is the manifest's identity).
 #[derive(Debug, Clone)]
@@ -438,181 +445,4 @@ pub fn is_index(media_type: &str) -> bool {
 /// Whether a manifest media type is an image manifest (OCI or Docker schema2).
 pub fn is_image(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The `Location` of a response, resolved against the request URL.
-fn location(request: &Url, h: &HeaderMap, what: &str) -> Result<Url> {
-    let loc = h
-        .get(header::LOCATION)
-        .ok_or_else(|| anyhow!("{what}: the registry sent no Location header"))?
-        .to_str()
-        .map_err(|_| anyhow!("{what}: the Location header is not text"))?;
-    request
-        .join(loc)
-        .with_context(|| format!("{what}: invalid Location {loc:?}"))
-}
-
-/// The number of bytes an upload holds, from `Range: 0-<last>`.
-fn upload_range_end(h: &HeaderMap) -> Option<u64> {
-    let v = h.get(header::RANGE)?.to_str().ok()?;
-    parse_upload_range(v)
-}
-
-/// `0-N` means N+1 bytes; `0-0` is read as 0 bytes (registries send it for an
-/// empty session; a one-byte chunk that was really stored is re-sent and refused
-/// with 416, after which the caller asks again).
-pub fn parse_upload_range(v: &str) -> Option<u64> {
-    let v = v.trim().trim_start_matches("bytes=");
-    let (start, end) = v.split_once('-')?;
-    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    if start != 0 {
-        return None;
-    }
-    Some(if end == 0 { 0 } else { end + 1 })
-}
-
-/// Reads a response body of at most `max` bytes.
-async fn read_capped(resp: Response, max: usize, what: &str) -> Result<Vec<u8>> {
-    use futures_util::StreamExt;
-    if content_length(resp.headers()).is_some_and(|n| n > max as u64) {
-        bail!("{what}: the response is larger than {max} bytes");
-    }
-    let mut out = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.with_context(|| format!("reading {what}"))?;
-        if out.len() + chunk.len() > max {
-            bail!("{what}: the response is larger than {max} bytes");
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// An error for an unexpected status, with the registry's error JSON when it sent one.
-pub async fn status_error(resp: Response, what: &str) -> anyhow::Error {
-    let status = resp.status();
-    let body = read_capped(resp, 64 << 10, what).await.unwrap_or_default();
-    let detail = registry_error_message(&body).unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
-        text.trim().to_string()
-    });
-    if detail.is_empty() {
-        anyhow!("{what}: the registry answered {status}")
-    } else {
-        anyhow!("{what}: the registry answered {status}: {detail}")
-    }
-}
-
-/// `CODE: message` for each entry of an OCI error body.
-fn registry_error_message(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let errors = v.get("errors")?.as_array()?;
-    let parts: Vec<String> = errors
-        .iter()
-        .map(|e| {
-            let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("UNKNOWN");
-            match e.get("message").and_then(|m| m.as_str()) {
-                Some(m) if !m.is_empty() => format!("{code}: {m}"),
-                _ => code.to_string(),
-            }
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join("; "))
-}
-
-/// Pages of a referrers listing a client follows before giving up.
-const MAX_REFERRER_PAGES: usize = 1000;
-
-/// The target of a `Link: <…>; rel="next"` header, if any.
-fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::LINK)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(|link| {
-            let (target, params) = link.trim().split_once(';')?;
-            let is_next = params
-                .split(';')
-                .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
-            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-            is_next.then(|| target.to_string())
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_links() {
-        let mut h = HeaderMap::new();
-        assert_eq!(next_link(&h), None);
-        h.insert(
-            header::LINK,
-            "</v2/a/referrers/sha256:x?last=sha256:y>; rel=\"next\""
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(
-            next_link(&h).as_deref(),
-            Some("/v2/a/referrers/sha256:x?last=sha256:y")
-        );
-        h.insert(
-            header::LINK,
-            "</p>; rel=\"prev\", </n>; rel=next".parse().unwrap(),
-        );
-        assert_eq!(next_link(&h).as_deref(), Some("/n"));
-        h.insert(header::LINK, "garbage".parse().unwrap());
-        assert_eq!(next_link(&h), None);
-    }
-
-    #[test]
-    fn upload_ranges() {
-        assert_eq!(parse_upload_range("0-0"), Some(0));
-        assert_eq!(parse_upload_range("0-1023"), Some(1024));
-        assert_eq!(parse_upload_range("bytes=0-9"), Some(10));
-        assert_eq!(parse_upload_range("5-9"), None);
-        assert_eq!(parse_upload_range("junk"), None);
-    }
-
-    #[test]
-    fn locations_resolve_relative_and_absolute() {
-        let req = Url::parse("http://r:5000/v2/a/blobs/uploads/").unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::LOCATION,
-            "/v2/a/blobs/uploads/xyz?s=1".parse().unwrap(),
-        );
-        assert_eq!(
-            location(&req, &h, "t").unwrap().as_str(),
-            "http://r:5000/v2/a/blobs/uploads/xyz?s=1"
-        );
-        h.insert(header::LOCATION, "https://cdn.example/u/1".parse().unwrap());
-        assert_eq!(
-            location(&req, &h, "t").unwrap().as_str(),
-            "https://cdn.example/u/1"
-        );
-        assert!(location(&req, &HeaderMap::new(), "t").is_err());
-    }
-
-    #[test]
-    fn error_messages_from_registry_json() {
-        let body = br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
-        assert_eq!(
-            registry_error_message(body).as_deref(),
-            Some("BLOB_UNKNOWN: blob unknown to registry")
-        );
-        assert_eq!(registry_error_message(b"<html>"), None);
-    }
 }
