@@ -60,25 +60,9 @@ impl Registry {
         }
     }
 
-    /// The digest of a version of `repo` that is stored there.
-    async fn stored_version(&self, repo: &str, reference: &Reference) -> Result<Digest> {
-        let unknown = || RegistryError::ModelVersionUnknown(format!("{repo}:{reference}"));
-        let digest = self.resolve(repo, reference).await?.ok_or_else(unknown)?;
-        self.meta
-            .manifest(repo, &digest)
-            .await?
-            .ok_or_else(unknown)?;
-        Ok(digest)
-    }
-
     /// Checks a precondition before any gate runs (the move checks it again).
     fn check_expectation(tag: &str, expect: &Expect, current: Option<&Digest>) -> Result<()> {
-        let holds = match expect {
-            Expect::Any => true,
-            Expect::Absent => current.is_none(),
-            Expect::Target(d) => current == Some(d),
-        };
-        if holds {
+        if expect.holds(current) {
             Ok(())
         } else {
             Err(RegistryError::TagStale {
@@ -90,7 +74,7 @@ impl Registry {
 
     /// Promotes a version to an alias through the alias's gates.
     pub async fn promote(&self, req: &PromotionRequest) -> Result<Promotion> {
-        let target = self.stored_version(&req.repo, &req.target).await?;
+        let target = self.version_digest(&req.repo, &req.target).await?;
         self.gated_move(req, &target, MoveKind::Promote).await
     }
 
@@ -109,7 +93,7 @@ impl Registry {
             .await?
             .ok_or_else(|| RegistryError::AliasUnknown(format!("{repo}:{alias}")))?;
         let target = match to {
-            Some(r) => self.stored_version(repo, r).await?,
+            Some(r) => self.version_digest(repo, r).await?,
             None => {
                 let previous = state.last.as_ref().and_then(|e| e.previous.clone());
                 let previous = previous.ok_or_else(|| {
@@ -117,7 +101,7 @@ impl Registry {
                         "alias {alias} of {repo} has no earlier target to roll back to"
                     ))
                 })?;
-                self.stored_version(repo, &Reference::Digest(previous))
+                self.version_digest(repo, &Reference::Digest(previous))
                     .await?
             }
         };

@@ -26,6 +26,17 @@ pub enum Expect {
     Target(Digest),
 }
 
+impl Expect {
+    /// Whether a tag that points at `current` meets the expectation.
+    pub fn holds(&self, current: Option<&Digest>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Target(d) => current == Some(d),
+        }
+    }
+}
+
 /// Why a tag moves; decides what the policy allows and how the move is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -89,12 +89,7 @@ pub(super) fn move_tag(
         Some(v) => Some(parse_digest(v.value())?),
         None => None,
     };
-    let holds = match &m.expect {
-        Expect::Any => true,
-        Expect::Absent => current.is_none(),
-        Expect::Target(d) => current.as_ref() == Some(d),
-    };
-    if !holds {
+    if !m.expect.holds(current.as_ref()) {
         return Err(StoreError::TagStale {
             tag: tag.to_string(),
             current,
