@@ -100,24 +100,16 @@ impl Registry {
         })
     }
 
-    /// A push the policy will refuse is refused before its bytes are stored (the
-    /// store decides again as it moves the tag).
+    /// A push the policy will refuse is refused before its bytes are stored
+    /// (a read; the store decides again as it moves the tag).
     async fn precheck_push(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
-        let policy = self.governance.tag_policy();
-        let rule = policy.rule(repo, tag);
+        let rule = self.governance.tag_policy().rule(repo, tag);
         if !rule.protected && !rule.immutable {
             return Ok(());
         }
-        let mut m = TagMove::new(
-            repo,
-            tag,
-            Some(digest.clone()),
-            MoveKind::Push,
-            &Actor::registry(),
-        );
-        m.dry_run = true;
-        self.meta.move_tag(m, policy).await?;
-        Ok(())
+        let current = self.meta.resolve_tag(repo, tag).await?;
+        rule.check(repo, tag, MoveKind::Push, current.as_ref(), Some(digest))
+            .map_err(|d| RegistryError::TagDenied(Box::new(d)))
     }
 
     /// Every reference in `required` must already be in the repository: a quick

@@ -121,6 +121,41 @@ pub struct TagRule {
     pub source: String,
 }
 
+impl TagRule {
+    /// What the rule says of a `kind` move of `tag` away from `current` (the
+    /// stage order, which needs the tag's past, aside). A move to where the tag
+    /// already points is no move and always allowed.
+    pub fn check(
+        &self,
+        repo: &str,
+        tag: &str,
+        kind: MoveKind,
+        current: Option<&Digest>,
+        target: Option<&Digest>,
+    ) -> Result<(), TagDenial> {
+        let reason = if current == target {
+            return Ok(());
+        } else if self.immutable && current.is_some() {
+            DenyReason::Immutable
+        } else if self.protected && !kind.is_promotion() {
+            DenyReason::Protected
+        } else {
+            return Ok(());
+        };
+        Err(self.denial(repo, tag, kind, reason))
+    }
+
+    pub fn denial(&self, repo: &str, tag: &str, kind: MoveKind, reason: DenyReason) -> TagDenial {
+        TagDenial {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            kind,
+            reason,
+            source: self.source.clone(),
+        }
+    }
+}
+
 /// The policy as the store sees it: a rule for each tag.
 pub trait TagPolicy: Send + Sync + 'static {
     fn rule(&self, repo: &str, tag: &str) -> TagRule;

@@ -9,8 +9,8 @@ use super::{MANIFESTS, TAGS, corrupt, review, to_json};
 use crate::oci::Digest;
 use crate::store::audit::{Action, Change};
 use crate::store::tags::{
-    DenyReason, Expect, HistoryEntry, MoveKind, PendingAttestation, TagDenial, TagMove, TagMoved,
-    TagPolicy, TagState,
+    DenyReason, Expect, HistoryEntry, MoveKind, PendingAttestation, TagMove, TagMoved, TagPolicy,
+    TagState,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -102,40 +102,27 @@ pub(super) fn move_tag(
         });
     }
     let rule = policy.rule(repo, tag);
-    let deny = |reason: DenyReason| {
-        StoreError::TagDenied(Box::new(TagDenial {
-            repo: repo.to_string(),
-            tag: tag.to_string(),
-            kind: m.kind,
-            reason,
-            source: rule.source.clone(),
-        }))
-    };
-    if rule.immutable && current.is_some() {
-        return Err(deny(DenyReason::Immutable));
-    }
-    if rule.protected && !m.kind.is_promotion() {
-        return Err(deny(DenyReason::Protected));
-    }
+    rule.check(repo, tag, m.kind, current.as_ref(), m.target.as_ref())
+        .map_err(|d| StoreError::TagDenied(Box::new(d)))?;
     let mut targets = txn.open_table(TAG_TARGETS)?;
     if let (MoveKind::Promote, Some(requires), Some(t)) = (m.kind, &rule.requires, &m.target)
         && !was_target_in(&targets, repo, requires, &t.to_string())?
     {
-        return Err(deny(DenyReason::Stage {
+        let stage = DenyReason::Stage {
             requires: requires.clone(),
-        }));
+        };
+        return Err(StoreError::TagDenied(Box::new(
+            rule.denial(repo, tag, m.kind, stage),
+        )));
     }
     let target = m.target.as_ref().map(Digest::to_string);
     if let (Some(t), Some(d)) = (&target, &m.target) {
         // Checked here, not by the caller, so a concurrent manifest delete
-        // cannot leave the tag pointing at nothing. (The dry run of a push is
-        // checked before its manifest is written, in the same request.)
-        let precheck = m.kind == MoveKind::Push && m.dry_run;
-        if !precheck
-            && txn
-                .open_table(MANIFESTS)?
-                .get((repo, t.as_str()))?
-                .is_none()
+        // cannot leave the tag pointing at nothing.
+        if txn
+            .open_table(MANIFESTS)?
+            .get((repo, t.as_str()))?
+            .is_none()
         {
             return Err(StoreError::ReferenceMissing(d.clone()));
         }
