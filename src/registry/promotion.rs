@@ -180,7 +180,7 @@ impl Registry {
                 entry.attestation = self.attest_move(repo, alias, entry).await;
             }
             let mut view = if req.dry_run {
-                self.alias_view_of(repo, alias, target.clone(), None)
+                self.alias_view_of(repo, alias, target.clone(), None, None)
                     .await?
             } else {
                 self.alias(repo, alias).await?
@@ -220,14 +220,20 @@ impl Registry {
             .ok_or_else(|| RegistryError::AliasUnknown(format!("{repo}:{alias}")))
     }
 
+    /// The view of `alias` pointing at `target`, with the tags there
+    /// (`tags`, or read; the alias counted among them).
     async fn alias_view_of(
         &self,
         repo: &str,
         alias: &str,
         target: Digest,
+        tags: Option<Vec<String>>,
         last: Option<HistoryEntry>,
     ) -> Result<AliasView> {
-        let mut tags = self.meta.tags_of(repo, &target).await?;
+        let mut tags = match tags {
+            Some(t) => t,
+            None => self.meta.tags_of(repo, &target).await?,
+        };
         if !tags.iter().any(|t| t == alias) {
             tags.push(alias.to_string());
             tags.sort();
@@ -248,14 +254,14 @@ impl Registry {
     }
 
     /// An alias (any tag) with its target, the tags sharing it and its last move:
-    /// the hot path of every deploy.
+    /// the hot path of every deploy, one read transaction.
     pub async fn alias(&self, repo: &str, alias: &str) -> Result<AliasView> {
         let state = self
             .meta
             .tag_state(repo, alias)
             .await?
             .ok_or_else(|| RegistryError::AliasUnknown(format!("{repo}:{alias}")))?;
-        self.alias_view_of(repo, alias, state.target, state.last)
+        self.alias_view_of(repo, alias, state.target, Some(state.tags), state.last)
             .await
     }
 

@@ -233,6 +233,8 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagState {
     pub target: Digest,
+    /// Every tag of the repository on `target`, this one among them.
+    pub tags: Vec<String>,
     /// `None` for a tag set before tag history was kept.
     pub last: Option<HistoryEntry>,
 }
@@ -251,6 +253,7 @@ pub struct PendingAttestation {
 pub trait TagStore: Send + Sync + 'static {
     /// The one tag write: checks, moves, records; one transaction.
     async fn move_tag(&self, m: TagMove, policy: Arc<dyn TagPolicy>) -> StoreResult<TagMoved>;
+    /// A tag's target, the tags sharing it and its last move: one read.
     async fn tag_state(&self, repo: &str, tag: &str) -> StoreResult<Option<TagState>>;
     /// Tags of `repo` pointing at `digest` (a reverse index: costs what it returns).
     async fn tags_of(&self, repo: &str, digest: &Digest) -> StoreResult<Vec<String>>;

@@ -288,6 +288,7 @@ pub(super) fn state(txn: &ReadTransaction, repo: &str, tag: &str) -> StoreResult
         None => None,
     };
     Ok(Some(TagState {
+        tags: tags_of(&txn.open_table(TAG_DIGESTS)?, repo, &target)?,
         target: parse_digest(&target)?,
         last,
     }))
