@@ -99,14 +99,7 @@ async fn wait_for(r: &Receiver, want: &[u64], secs: u64) -> bool {
 }
 
 async fn audit_seqs(c: &Client, url: &str) -> Vec<u64> {
-    let v: Value = c
-        .get(format!("{url}/api/v1/audit?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = super::get_json(c, format!("{url}/api/v1/audit?limit=1000")).await;
     v["items"]
         .as_array()
         .unwrap()

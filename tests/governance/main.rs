@@ -149,6 +149,11 @@ async fn approve(c: &Client, url: &str, version: &str, who: &str) -> StatusCode 
     .status()
 }
 
+/// GETs a URL and returns its JSON.
+pub async fn get_json(c: &Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn gate<'a>(report: &'a Value, kind: &str) -> &'a Value {
     report["gates"]
         .as_array()
@@ -289,24 +294,14 @@ async fn promotion_is_governed_end_to_end() {
         &[],
     );
     assert!(ok, "{out}");
-    let alias: Value = c
-        .get(format!("{url}/api/v1/models/team/m/aliases/prod"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alias = get_json(&c, format!("{url}/api/v1/models/team/m/aliases/prod")).await;
     assert_eq!(alias["digest"], v1.as_str());
     assert_eq!(alias["kind"], "rollback");
-    let hist: Value = c
-        .get(format!("{url}/api/v1/models/team/m/aliases/prod/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hist = get_json(
+        &c,
+        format!("{url}/api/v1/models/team/m/aliases/prod/history"),
+    )
+    .await;
     let items = hist["items"].as_array().unwrap();
     let targets: Vec<&str> = items
         .iter()
@@ -318,7 +313,7 @@ async fn promotion_is_governed_end_to_end() {
         "{url}/api/v1/models/team/m/aliases/prod?at={}",
         first_time.replace('+', "%2B")
     );
-    let at: Value = c.get(at_url).send().await.unwrap().json().await.unwrap();
+    let at = get_json(&c, at_url).await;
     assert_eq!(at["digest"], v1.as_str(), "{at}");
     let (ok, out) = berth(&url, &["history", "team/m", "prod"], &[]);
     assert!(
@@ -531,15 +526,10 @@ async fn a_bad_policy_is_refused_with_its_line_and_the_old_one_stays() {
         StatusCode::CREATED,
         "team/m is no longer guarded: {body}"
     );
-    let audit: Value = c
-        .get(format!(
-            "{url}/api/v1/audit?action=policy.change&actor=admin"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = get_json(
+        &c,
+        format!("{url}/api/v1/audit?action=policy.change&actor=admin"),
+    )
+    .await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
 }
