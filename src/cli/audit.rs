@@ -7,7 +7,6 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use base64::Engine as _;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -291,9 +290,7 @@ async fn verify(a: VerifyArgs) -> Result<()> {
             }
             match &key {
                 Some(k) => {
-                    let sig = base64::engine::general_purpose::STANDARD
-                        .decode(h.signature.as_bytes())
-                        .unwrap_or_default();
+                    let sig = crate::governance::unb64(&h.signature).unwrap_or_default();
                     if !k.verifies(&sig, head_message(h.seq, &h.hash).as_bytes()) {
                         bail!("the head's signature does not verify with the registry key");
                     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::RegistryArgs;
 use super::api::Api;
-use super::views::table::{Table, field, short_digest, text};
+use super::views::table::{Table, field, items, print, short_digest, text};
 
 #[derive(Debug, clap::Args)]
 pub struct PromoteArgs {
@@ -131,15 +131,6 @@ pub struct LabelArgs {
     pub json: bool,
 }
 
-fn out(json_out: bool, v: &Value, text: impl FnOnce(&Value) -> String) -> Result<()> {
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(v)?);
-    } else {
-        print!("{}", text(v));
-    }
-    Ok(())
-}
-
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -164,7 +155,7 @@ pub async fn promote(a: PromoteArgs) -> Result<()> {
         .send(Method::PUT, &path, &query, Some(&body), &headers)
         .await?
         .json()?;
-    out(a.json, &v, render_promotion)
+    print(a.json, &v, render_promotion)
 }
 
 pub async fn rollback(a: RollbackArgs) -> Result<()> {
@@ -180,14 +171,14 @@ pub async fn rollback(a: RollbackArgs) -> Result<()> {
         .send(Method::POST, &path, &query, Some(&body), &[])
         .await?
         .json()?;
-    out(a.json, &v, render_promotion)
+    print(a.json, &v, render_promotion)
 }
 
 pub async fn aliases(a: AliasesArgs) -> Result<()> {
     let (api, r) = Api::for_model(&a.name, &a.registry)?;
     let Some(alias) = &a.alias else {
         let v = api.get(&format!("models/{}/aliases", r.name), &[]).await?;
-        return out(a.json, &v, |v| {
+        return print(a.json, &v, |v| {
             let mut t = Table::new([
                 "ALIAS",
                 "DIGEST",
@@ -208,7 +199,7 @@ pub async fn aliases(a: AliasesArgs) -> Result<()> {
             .send(Method::DELETE, &path, &[], None, &[])
             .await?
             .json()?;
-        return out(a.json, &v, |v| {
+        return print(a.json, &v, |v| {
             format!(
                 "{} removed (it pointed at {})\n",
                 alias,
@@ -218,7 +209,7 @@ pub async fn aliases(a: AliasesArgs) -> Result<()> {
     }
     let query: Vec<(&str, String)> = a.at.iter().map(|t| ("at", t.clone())).collect();
     let v = api.get(&path, &query).await?;
-    out(a.json, &v, |v| {
+    print(a.json, &v, |v| {
         if a.at.is_some() {
             let e = v.get("entry").unwrap_or(&Value::Null);
             return format!(
@@ -260,7 +251,7 @@ pub async fn history(a: HistoryArgs) -> Result<()> {
     let (api, r) = Api::for_model(&a.name, &a.registry)?;
     let path = format!("models/{}/aliases/{}/history", r.name, enc(&a.alias));
     let v = api.get(&path, &a.page.query()).await?;
-    out(a.page.json, &v, |v| {
+    print(a.page.json, &v, |v| {
         let mut t = Table::new([
             "SEQ", "TIME", "KIND", "TARGET", "PREVIOUS", "ACTOR", "GATES", "REASON",
         ]);
@@ -299,7 +290,7 @@ pub async fn approve(a: ApproveArgs) -> Result<()> {
     let path = format!("models/{}/versions/{}/approvals", r.name, enc(&a.version));
     let body = json!({ "alias": a.alias, "comment": a.comment });
     let v = api.call(Method::POST, &path, &body).await?;
-    out(a.json, &v, |v| {
+    print(a.json, &v, |v| {
         format!(
             "approved {} of {} for {} as {}\n",
             a.version,
@@ -314,7 +305,7 @@ pub async fn approvals(a: VersionArgs) -> Result<()> {
     let (api, r) = Api::for_model(&a.name, &a.registry)?;
     let path = format!("models/{}/versions/{}/approvals", r.name, enc(&a.version));
     let v = api.get(&path, &[]).await?;
-    out(a.json, &v, |v| {
+    print(a.json, &v, |v| {
         let mut t = Table::new(["ALIAS", "APPROVER", "TIME", "USED BY", "COMMENT"]);
         for i in items(v) {
             t.row(vec![
@@ -348,7 +339,7 @@ pub async fn label(a: LabelArgs) -> Result<()> {
         api.call(Method::PATCH, &path, &Value::Object(patch))
             .await?
     };
-    out(a.json, &v, |v| {
+    print(a.json, &v, |v| {
         let mut t = Table::new(["KEY", "VALUE"]);
         for (k, val) in v.as_object().into_iter().flatten() {
             t.row(vec![k.clone(), text(val)]);
@@ -364,16 +355,9 @@ pub async fn delete(a: VersionArgs) -> Result<()> {
         .send(Method::DELETE, &path, &[], None, &[])
         .await?
         .json()?;
-    out(a.json, &v, |v| {
+    print(a.json, &v, |v| {
         format!("deleted {} ({})\n", a.version, field(v, "deleted"))
     })
-}
-
-fn items(v: &Value) -> &[Value] {
-    v.get("items")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
 }
 
 /// An actor as `name (address)`.

@@ -172,7 +172,11 @@ pub async fn sign(a: SignArgs) -> Result<()> {
         media_type: cosign::SIMPLE_SIGNING.into(),
         digest: payload_digest,
         size: payload.len() as u64,
-        annotations: [(cosign::SIGNATURE_ANNOTATION.to_string(), b64(&signature))].into(),
+        annotations: [(
+            cosign::SIGNATURE_ANNOTATION.to_string(),
+            cosign::b64(&signature),
+        )]
+        .into(),
     };
     // A re-sign replaces the same payload's layer instead of piling up.
     layers.retain(|l| l.digest != layer.digest);
@@ -210,11 +214,6 @@ pub async fn sign(a: SignArgs) -> Result<()> {
         println!("  bundle referrer: {repo}@{bundle_manifest}");
     }
     Ok(())
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// `NAME@ALIAS` (an alias, not a digest) or a plain reference.

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::RegistryArgs;
 use crate::client::reference::{ImageRef, registry_url};
+use table::print;
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
@@ -100,15 +101,6 @@ fn model_of(name: &str, registry: &RegistryArgs) -> anyhow::Result<(String, Imag
 /// GETs a model-API path and returns its JSON, or the API's error as an error.
 async fn get(base: &str, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
     super::api::Api::new(base)?.get(path, query).await
-}
-
-fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        print!("{}", text(value));
-    }
-    Ok(())
 }
 
 pub async fn models(a: ModelsArgs) -> anyhow::Result<()> {

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -43,18 +42,7 @@ const MAX_SIGNATURE_BYTES: u64 = 1 << 20;
 /// Most referrers read while looking for signatures.
 const MAX_REFERRERS: usize = 1000;
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Decodes standard or URL-safe base64, padded or not (as sigstore readers do).
-pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let t = text.trim();
-    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
-        .iter()
-        .find_map(|e| e.decode(t).ok())
-}
+pub use super::{b64, unb64};
 
 /// DSSE's pre-authentication encoding: what a DSSE signature signs.
 pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
@@ -54,7 +53,7 @@ pub fn cloud_event(record: &AuditRecord, source: &str) -> Value {
 fn hmac_key(secret: &str) -> Vec<u8> {
     secret
         .strip_prefix("whsec_")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(super::unb64)
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 
@@ -74,7 +73,7 @@ pub fn sign_delivery(secret: Option<&str>, id: &str, body: &[u8]) -> Vec<(&'stat
         mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
-        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let sig = super::b64(&mac.finalize().into_bytes());
         headers.push(("webhook-signature", format!("v1,{sig}")));
     }
     headers
@@ -288,7 +287,7 @@ mod tests {
         let ts = get("webhook-timestamp");
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
         mac.update(format!("msg_1.{ts}.{{\"a\":1}}").as_bytes());
-        let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let want = crate::governance::b64(&mac.finalize().into_bytes());
         assert_eq!(get("webhook-signature"), format!("v1,{want}"));
         assert_eq!(get("webhook-id"), "msg_1");
         assert!(

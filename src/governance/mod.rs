@@ -75,3 +75,20 @@ impl Governance {
         }
     }
 }
+
+/// Standard base64, as DSSE, bundles, cosign annotations and webhook
+/// signatures write it.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes standard or URL-safe base64, padded or not (as sigstore readers do).
+pub fn unb64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let t = text.trim();
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(t).ok())
+}

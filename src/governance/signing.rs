@@ -27,8 +27,7 @@ fn key_error(e: impl std::fmt::Display) -> KeyError {
 /// The key hint of a public key, as cosign computes it for bundles: standard
 /// base64 of the SHA-256 of its DER (SubjectPublicKeyInfo) encoding.
 fn hint_of(der: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(der))
+    super::b64(&Sha256::digest(der))
 }
 
 /// PEM with LF line ends, as cosign writes it (the `pem` crate writes CRLF).
@@ -187,7 +186,6 @@ impl VerifyKey {
 
 /// The DER bytes of the first PEM block.
 fn pem_body(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
     let start = text.find("-----BEGIN ")?;
     let after = &text[start..];
     let body_start = after.find('\n')? + 1;
@@ -196,7 +194,7 @@ fn pem_body(text: &str) -> Option<Vec<u8>> {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
+    super::unb64(&body)
 }
 
 #[cfg(test)]

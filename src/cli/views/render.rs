@@ -5,14 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::table::{Table, delta, field, list, number, short_digest, size, text};
-
-fn items(v: &Value) -> &[Value] {
-    v.get("items")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
+use super::table::{Table, delta, field, items, list, number, short_digest, size, text};
 
 fn u64_of(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)

@@ -60,6 +60,24 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// The `items` of a page, or none.
+pub fn items(v: &Value) -> &[Value] {
+    v.get("items")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// With `--json`, the API's JSON pretty-printed; otherwise `text` of it.
+pub fn print(json: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
 /// The first 12 hex digits of a digest.
 pub fn short_digest(d: &str) -> String {
     let hex = d.split_once(':').map_or(d, |(_, h)| h);

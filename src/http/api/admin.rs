@@ -110,7 +110,6 @@ struct Head {
 }
 
 fn signed_head(app: &App, head: Option<(u64, String)>) -> Option<Head> {
-    use base64::Engine as _;
     let (seq, hash) = head?;
     let key = &app.registry.governance().key;
     let signature = key
@@ -119,7 +118,7 @@ fn signed_head(app: &App, head: Option<(u64, String)>) -> Option<Head> {
     Some(Head {
         seq,
         hash,
-        signature: base64::engine::general_purpose::STANDARD.encode(signature),
+        signature: crate::governance::b64(&signature),
     })
 }
 
