@@ -388,10 +388,21 @@ async fn webhook_gate(
     }
     let figures = |status: Option<u16>| json!({ "url": hook.url.as_str(), "status": status });
     match req.body(body).send().await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let said: String = text.chars().take(MAX_WEBHOOK_ANSWER).collect();
+            // Only the start of the answer is kept: a hostile hook cannot make
+            // the registry buffer more.
+            let mut head = Vec::new();
+            while head.len() < MAX_WEBHOOK_ANSWER {
+                match resp.chunk().await {
+                    Ok(Some(c)) => head.extend_from_slice(&c),
+                    _ => break,
+                }
+            }
+            let said: String = String::from_utf8_lossy(&head)
+                .chars()
+                .take(MAX_WEBHOOK_ANSWER)
+                .collect();
             let said = if said.is_empty() {
                 String::new()
             } else {
