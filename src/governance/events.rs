@@ -156,7 +156,7 @@ pub async fn deliver(
             }
             status.update(&hook.name, |s| s.cursor = cursor);
         }
-        if !page.more && changes.changed().await.is_err() {
+        if page.next.is_none() && changes.changed().await.is_err() {
             return;
         }
     }

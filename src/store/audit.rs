@@ -361,11 +361,13 @@ impl AuditQuery {
     }
 }
 
-/// A page of audit lines (each exactly as stored) and whether more follow.
+/// A page of audit lines (each exactly as stored), and where to continue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditPage {
     pub lines: Vec<(AuditRecord, Vec<u8>)>,
-    pub more: bool,
+    /// More may follow after this sequence number: the last line's, or the
+    /// last record examined when a page stopped at its scan limit.
+    pub next: Option<u64>,
 }
 
 /// The log and its delivery cursors.
@@ -386,7 +388,8 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Delivery cursors: the last sequence number each named receiver took.
     async fn delivery_cursors(&self) -> StoreResult<BTreeMap<String, u64>>;
     async fn set_delivery_cursor(&self, receiver: &str, seq: u64) -> StoreResult<()>;
-    /// Changes whenever a write commits, so readers of the log need not poll.
+    /// The head sequence number, changed whenever a commit appends to the log,
+    /// so readers of the log need not poll.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 

@@ -46,7 +46,8 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub struct RedbMetaStore {
     db: Arc<Database>,
     durable: bool,
-    /// Counts committed write transactions, for readers waiting on the audit log.
+    /// The audit log's head sequence number, sent when a commit appends to it,
+    /// for readers waiting on the log (event deliveries, the event stream).
     committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -78,10 +79,11 @@ impl RedbMetaStore {
             review::create_tables(&txn)?;
         }
         txn.commit()?;
+        let head = audit::head(&db.begin_read()?)?.map_or(0, |(seq, _)| seq);
         Ok(RedbMetaStore {
             db: Arc::new(db),
             durable,
-            committed: Arc::new(tokio::sync::watch::Sender::new(0)),
+            committed: Arc::new(tokio::sync::watch::Sender::new(head)),
         })
     }
 
@@ -114,8 +116,9 @@ impl RedbMetaStore {
             }
             let (out, commit) = f(&txn)?;
             if commit {
+                let head = audit::head_seq(&txn)?;
                 txn.commit()?;
-                committed.send_modify(|n| *n = n.wrapping_add(1));
+                committed.send_if_modified(|n| std::mem::replace(n, head) != head);
             } else {
                 txn.abort()?;
             }

@@ -142,10 +142,7 @@ pub(super) async fn audit(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiError> {
     let page = registry
         .audit_page(&query, after, ctx.query.limit()?)
         .await?;
-    let next_cursor = match (page.more, page.lines.last()) {
-        (true, Some((r, _))) => Some(r.seq.to_string()),
-        _ => None,
-    };
+    let next_cursor = page.next.map(|n| n.to_string());
     let head = signed_head(ctx.app, registry.audit_head().await?);
     json(&AuditView {
         items: page.lines.into_iter().map(|(r, _)| r).collect(),
@@ -185,7 +182,7 @@ pub(super) async fn audit_export(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiE
                         out.push(b'\n');
                         last = r.seq;
                     }
-                    let next = (last > after && page.more).then_some(last);
+                    let next = page.next.and((last > after).then_some(last));
                     Some((Ok::<_, std::io::Error>(Bytes::from(out)), next))
                 }
                 Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
@@ -242,8 +239,10 @@ impl Stream {
                 .audit_page(&self.query, self.after, EVENT_BATCH)
                 .await
                 .ok()?;
-            if let Some((last, _)) = page.lines.last() {
-                self.after = last.seq;
+            match (page.next, page.lines.last()) {
+                (Some(n), _) => self.after = n,
+                (None, Some((last, _))) => self.after = last.seq,
+                (None, None) => {}
             }
             let types = &self.types;
             self.buffer.extend(
@@ -252,7 +251,7 @@ impl Stream {
                     .map(|(r, _)| r)
                     .filter(|r| types.is_empty() || types.contains(&r.action)),
             );
-            if self.buffer.is_empty() && !page.more {
+            if self.buffer.is_empty() && page.next.is_none() {
                 self.changes.changed().await.ok()?;
             }
         }

@@ -84,6 +84,14 @@ pub(super) fn head(txn: &ReadTransaction) -> StoreResult<Option<(u64, String)>> 
         .map(|v| (v.value().0, v.value().2.to_string())))
 }
 
+/// The last record's sequence number as `txn` sees it (0 for an empty log).
+pub(super) fn head_seq(txn: &WriteTransaction) -> StoreResult<u64> {
+    Ok(txn
+        .open_table(AUDIT_HEAD)?
+        .get(HEAD)?
+        .map_or(0, |v| v.value().0))
+}
+
 /// The first sequence number at or after `since_ms`.
 fn first_seq_since(txn: &ReadTransaction, since_ms: i64) -> StoreResult<Option<u64>> {
     let t = txn.open_table(AUDIT_TIMES)?;
@@ -107,6 +115,9 @@ fn line_at(
     Ok((record, line))
 }
 
+/// Most records one page examines.
+const MAX_SCAN: usize = 10_000;
+
 pub(super) fn page(
     txn: &ReadTransaction,
     query: &AuditQuery,
@@ -120,7 +131,7 @@ pub(super) fn page(
             None => {
                 return Ok(AuditPage {
                     lines: Vec::new(),
-                    more: false,
+                    next: None,
                 });
             }
         }
@@ -141,23 +152,32 @@ pub(super) fn page(
         ),
         (None, None) => Box::new(audit.range(start..)?.map(|e| Ok(e?.0.value()))),
     };
-    let mut lines = Vec::new();
-    for seq in seqs {
-        let (record, line) = line_at(&audit, seq?)?;
+    let mut lines: Vec<(AuditRecord, Vec<u8>)> = Vec::new();
+    for (scanned, seq) in seqs.enumerate() {
+        let seq = seq?;
+        if scanned == MAX_SCAN {
+            // A filter the indexes cannot narrow costs at most this much a page.
+            return Ok(AuditPage {
+                lines,
+                next: Some(seq - 1),
+            });
+        }
+        let (record, line) = line_at(&audit, seq)?;
         let ms = crate::store::audit::time_ms(&record.time).unwrap_or(i64::MIN);
         if query.until_ms.is_some_and(|u| ms > u) {
             // Sequence order is time order: nothing later can match.
-            return Ok(AuditPage { lines, more: false });
+            return Ok(AuditPage { lines, next: None });
         }
         if !query.matches(&record, ms) {
             continue;
         }
         if lines.len() == limit {
-            return Ok(AuditPage { lines, more: true });
+            let next = lines.last().map(|(r, _)| r.seq);
+            return Ok(AuditPage { lines, next });
         }
         lines.push((record, line));
     }
-    Ok(AuditPage { lines, more: false })
+    Ok(AuditPage { lines, next: None })
 }
 
 pub(super) fn cursors(
