@@ -122,13 +122,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("berth listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync,
         open_files_limit = open_files, "serving");
+    let shared = app.clone();
     let mut app = router(app);
     if let Some(quiet) = config.client_timeout {
         // A body that stops arriving ends the request (408) instead of holding
         // its connection, and its upload session, for as long as the client likes.
         app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(quiet));
     }
-    serve_connections(listener, app, &config).await;
+    serve_connections(listener, app, &config, &shared.stopping).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -139,7 +140,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// requests (hyper's header timer also runs while a kept-alive connection
 /// waits for its next request). Ends on SIGTERM or Ctrl-C, once every
 /// connection has finished its request in flight.
-async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router, config: &Config) {
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    config: &Config,
+    stopping: &tokio::sync::watch::Sender<bool>,
+) {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -176,6 +182,7 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router,
         });
     }
     drop(listener);
+    stopping.send_replace(true);
     connections.shutdown().await;
 }
 

@@ -26,6 +26,9 @@ use crate::registry::Registry;
 pub struct App {
     pub registry: Registry,
     pub metrics: Metrics,
+    /// Set when the server stops: endless responses (event streams) end, so
+    /// that a graceful shutdown is not held open by a watching client.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -33,6 +36,7 @@ impl App {
         Arc::new(App {
             registry,
             metrics: Metrics::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
     }
 }

@@ -191,4 +191,12 @@ async fn the_event_stream_replays_and_follows() {
         text.matches("dev.berth.tag.push").count() >= 2,
         "the stream follows new changes: {text}"
     );
+    // A watching client does not hold a graceful stop open: the stream ends.
+    s.terminate();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream outlived SIGTERM");
+    assert!(s.wait_exit(Duration::from_secs(10)), "the server stopped");
 }

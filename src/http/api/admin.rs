@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -215,6 +215,8 @@ struct Stream {
     after: u64,
     buffer: VecDeque<AuditRecord>,
     changes: tokio::sync::watch::Receiver<u64>,
+    /// The server is stopping: the stream ends.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 const EVENT_BATCH: usize = 100;
@@ -252,7 +254,10 @@ impl Stream {
                     .filter(|r| types.is_empty() || types.contains(&r.action)),
             );
             if self.buffer.is_empty() && page.next.is_none() {
-                self.changes.changed().await.ok()?;
+                tokio::select! {
+                    changed = self.changes.changed() => changed.ok()?,
+                    _ = self.stopping.wait_for(|s| *s) => return None,
+                }
             }
         }
     }
@@ -296,6 +301,7 @@ pub(super) async fn events(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiError> 
         after,
         buffer: VecDeque::new(),
         changes: ctx.app.registry.audit_changes(),
+        stopping: ctx.app.stopping.subscribe(),
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         let e = s.next().await?;
@@ -306,6 +312,5 @@ pub(super) async fn events(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiError> 
         .into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    *resp.status_mut() = StatusCode::OK;
     Ok(resp)
 }
