@@ -205,6 +205,26 @@ async fn promotion_is_governed_end_to_end() {
         "{body}"
     );
 
+    // A misspelt flag is refused, not taken as a real promotion; a body that is
+    // not declared JSON (a cross-site form post) is refused too.
+    let r = c
+        .put(format!(
+            "{url}/api/v1/models/team/m/aliases/prod?dry-run=true"
+        ))
+        .json(&json!({ "target": "v1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = c
+        .post(format!("{url}/api/v1/models/team/m/aliases/prod/rollback"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
     // Gates: approval and referrer missing; each reported.
     let (st, v) = promote(&c, &url, "v1", None).await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");

@@ -114,6 +114,16 @@ async fn handle(
     } else {
         method.clone()
     };
+    if m != Method::GET {
+        // A change takes only the parameters it reads: a misspelt `dry_run`
+        // must not go through as a real promotion.
+        let takes: &[&str] = match (endpoint, &m) {
+            (E::Alias { .. }, &Method::PUT) | (E::Rollback { .. }, _) => &["dry_run"],
+            (E::Alias { .. }, &Method::DELETE) => &["reason"],
+            _ => &[],
+        };
+        ctx.query.only(takes)?;
+    }
     let app = ctx.app.as_ref();
     let q = ctx.query;
     match (endpoint, m) {
@@ -128,11 +138,11 @@ async fn handle(
             review::approvals(ctx, repo, reference).await
         }
         (E::Approvals { repo, reference }, Method::POST) => {
-            review::approve(ctx, repo, reference, json_body(body).await?).await
+            review::approve(ctx, repo, reference, json_body(ctx, body).await?).await
         }
         (E::Labels { repo, reference }, Method::GET) => review::labels(ctx, repo, reference).await,
         (E::Labels { repo, reference }, Method::PATCH) => {
-            review::patch_labels(ctx, repo, reference, json_body(body).await?).await
+            review::patch_labels(ctx, repo, reference, json_body(ctx, body).await?).await
         }
         (
             E::Label {
@@ -141,7 +151,7 @@ async fn handle(
                 key,
             },
             Method::PUT,
-        ) => review::put_label(ctx, repo, reference, key, json_body(body).await?).await,
+        ) => review::put_label(ctx, repo, reference, key, json_body(ctx, body).await?).await,
         (
             E::Label {
                 repo,
@@ -153,12 +163,12 @@ async fn handle(
         (E::Aliases { repo }, Method::GET) => aliases::list(ctx, repo).await,
         (E::Alias { repo, alias }, Method::GET) => aliases::get(ctx, repo, alias).await,
         (E::Alias { repo, alias }, Method::PUT) => {
-            aliases::promote(ctx, repo, alias, json_body(body).await?).await
+            aliases::promote(ctx, repo, alias, json_body(ctx, body).await?).await
         }
         (E::Alias { repo, alias }, Method::DELETE) => aliases::unset(ctx, repo, alias).await,
         (E::AliasHistory { repo, alias }, Method::GET) => aliases::history(ctx, repo, alias).await,
         (E::Rollback { repo, alias }, Method::POST) => {
-            aliases::rollback(ctx, repo, alias, json_body(body).await?).await
+            aliases::rollback(ctx, repo, alias, json_body(ctx, body).await?).await
         }
         (E::Policy, Method::GET) => admin::get_policy(ctx).await,
         (E::Policy, Method::PUT) => {
@@ -198,8 +208,23 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ModelApiError> {
     }
 }
 
-/// The request body as JSON of type `T`.
-async fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ModelApiError> {
+/// The request body as JSON of type `T`. It must say it is JSON: a browser
+/// sends a cross-site form or `text/plain` POST without asking first, never a
+/// JSON one.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    ctx: &ApiCtx<'_>,
+    body: Body,
+) -> Result<T, ModelApiError> {
+    let essence = ctx
+        .header(header::CONTENT_TYPE)
+        .map(crate::oci::media::essence);
+    if !essence.is_some_and(|t| t == "application/json" || t.ends_with("+json")) {
+        return Err(ModelApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the body as JSON, with Content-Type: application/json",
+        ));
+    }
     let bytes = read_body(body, MAX_JSON_BODY).await?;
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         Bytes::from_static(b"{}")
@@ -226,6 +251,32 @@ impl Query {
             ));
         }
         Ok(Query(pairs))
+    }
+
+    /// Refuses any parameter but `allowed`, and any given twice.
+    fn only(&self, allowed: &[&str]) -> Result<(), ModelApiError> {
+        for (i, (k, _)) in self.0.iter().enumerate() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ModelApiError::bad_request(
+                    "QUERY_INVALID",
+                    format!(
+                        "unknown query parameter {k:?} (this request takes: {})",
+                        if allowed.is_empty() {
+                            "none".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+            if self.0[..i].iter().any(|(p, _)| p == k) {
+                return Err(ModelApiError::bad_request(
+                    "QUERY_INVALID",
+                    format!("query parameter {k:?} given twice"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Option<&str> {
