@@ -116,7 +116,7 @@ impl Registry {
             )));
         }
         let mut req = req.clone();
-        if req.expect == Expect::Any {
+        if matches!(req.expect, Expect::Any | Expect::Present) {
             // A rollback is decided against the target seen now.
             req.expect = Expect::Target(state.target.clone());
         }
@@ -162,10 +162,10 @@ impl Registry {
             let moved = match self.meta.move_tag(m, policy.clone()).await {
                 Ok(moved) => moved,
                 // Moved while the gates ran: decide again on the new state.
-                Err(crate::store::StoreError::TagStale { .. }) if req.expect == Expect::Any => {
+                Err(crate::store::StoreError::TagStale { .. }) if req.expect.moves_with_it() => {
                     continue;
                 }
-                Err(crate::store::StoreError::ApprovalGone(_)) if req.expect == Expect::Any => {
+                Err(crate::store::StoreError::ApprovalGone(_)) if req.expect.moves_with_it() => {
                     continue;
                 }
                 // Deleted while the gates ran.

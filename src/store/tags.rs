@@ -22,16 +22,25 @@ pub enum Expect {
     Any,
     /// The tag must not exist (create-only).
     Absent,
+    /// The tag must exist, pointing anywhere (`If-Match: *`).
+    Present,
     /// The tag must point at this digest.
     Target(Digest),
 }
 
 impl Expect {
+    /// Whether the expectation names no target, so that a move decided on a
+    /// target that changed meanwhile may be decided again on the new one.
+    pub fn moves_with_it(&self) -> bool {
+        matches!(self, Expect::Any | Expect::Present)
+    }
+
     /// Whether a tag that points at `current` meets the expectation.
     pub fn holds(&self, current: Option<&Digest>) -> bool {
         match self {
             Expect::Any => true,
             Expect::Absent => current.is_none(),
+            Expect::Present => current.is_some(),
             Expect::Target(d) => current == Some(d),
         }
     }

@@ -37,12 +37,11 @@ pub(super) async fn get_policy(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiErr
 pub(super) async fn put_policy(ctx: &ApiCtx<'_>, text: Bytes) -> Result<Response, ModelApiError> {
     let text = std::str::from_utf8(&text)
         .map_err(|_| ModelApiError::bad_request("POLICY_INVALID", "the policy is not UTF-8"))?;
-    let expected = ctx.header(header::IF_MATCH).map(|v| {
-        v.trim()
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .to_string()
-    });
+    // `*`: any policy (there always is one, if only the empty one).
+    let expected = ctx
+        .header(header::IF_MATCH)
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| v != "*");
     let policy = ctx
         .app
         .registry

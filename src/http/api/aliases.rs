@@ -92,61 +92,32 @@ fn entity_tags(value: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The precondition of a move, from `If-Match: "<digest>"` or `If-None-Match: *`.
-fn expectation(ctx: &ApiCtx<'_>) -> Result<Option<Expect>, ModelApiError> {
-    if let Some(v) = ctx.header(header::IF_NONE_MATCH) {
-        return match entity_tags(v).as_slice() {
-            ["*"] => Ok(Some(Expect::Absent)),
-            _ => Err(ModelApiError::bad_request(
-                "PRECONDITION_INVALID",
-                "If-None-Match on a move must be * (create only)",
+/// The precondition of a move: `If-Match: "<digest>"` (compare-and-swap),
+/// `If-Match: *` (the alias must exist), `If-None-Match: *` (create only), or none.
+fn expectation(ctx: &ApiCtx<'_>) -> Result<Expect, ModelApiError> {
+    let invalid = |m: String| ModelApiError::bad_request("PRECONDITION_INVALID", m);
+    match (
+        ctx.header(header::IF_MATCH),
+        ctx.header(header::IF_NONE_MATCH),
+    ) {
+        (None, None) => Ok(Expect::Any),
+        (Some(_), Some(_)) => Err(invalid("give If-Match or If-None-Match, not both".into())),
+        (None, Some(v)) => match entity_tags(v).as_slice() {
+            ["*"] => Ok(Expect::Absent),
+            _ => Err(invalid(
+                "If-None-Match on a move must be * (create only)".into(),
             )),
-        };
-    }
-    let Some(v) = ctx.header(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    match entity_tags(v).as_slice() {
-        ["*"] => Ok(Some(Expect::Any)),
-        [one] => one
-            .parse::<Digest>()
-            .map(|d| Some(Expect::Target(d)))
-            .map_err(|e| {
-                ModelApiError::bad_request(
-                    "PRECONDITION_INVALID",
-                    format!("If-Match must name the alias's current digest: {e}"),
-                )
+        },
+        (Some(v), None) => match entity_tags(v).as_slice() {
+            ["*"] => Ok(Expect::Present),
+            [one] => one.parse::<Digest>().map(Expect::Target).map_err(|e| {
+                invalid(format!(
+                    "If-Match must name the alias's current digest: {e}"
+                ))
             }),
-        _ => Err(ModelApiError::bad_request(
-            "PRECONDITION_INVALID",
-            "If-Match must name one digest",
-        )),
+            _ => Err(invalid("If-Match must name one digest".into())),
+        },
     }
-}
-
-/// `If-Match: *` asks that the alias exist at all.
-async fn require_existing(
-    ctx: &ApiCtx<'_>,
-    repo: &RepoName,
-    alias: &Tag,
-    expect: Option<Expect>,
-) -> Result<Expect, ModelApiError> {
-    let if_match_any = expect == Some(Expect::Any);
-    let expect = expect.unwrap_or(Expect::Any);
-    if if_match_any {
-        return match ctx.app.registry.alias(repo.as_str(), alias.as_str()).await {
-            Ok(v) => Ok(Expect::Target(v.target)),
-            Err(crate::registry::RegistryError::AliasUnknown(_)) => {
-                Err(crate::registry::RegistryError::TagStale {
-                    tag: alias.to_string(),
-                    current: None,
-                }
-                .into())
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    Ok(expect)
 }
 
 fn reason_of(reason: Option<String>) -> Result<Option<String>, ModelApiError> {
@@ -248,7 +219,7 @@ pub(super) async fn promote(
     alias: &Tag,
     body: PromoteBody,
 ) -> Result<Response, ModelApiError> {
-    let expect = require_existing(ctx, repo, alias, expectation(ctx)?).await?;
+    let expect = expectation(ctx)?;
     let req = PromotionRequest {
         repo: repo.to_string(),
         alias: alias.to_string(),
@@ -278,7 +249,7 @@ pub(super) async fn rollback(
     alias: &Tag,
     body: RollbackBody,
 ) -> Result<Response, ModelApiError> {
-    let expect = require_existing(ctx, repo, alias, expectation(ctx)?).await?;
+    let expect = expectation(ctx)?;
     let to = body
         .to
         .as_deref()
@@ -304,7 +275,7 @@ pub(super) async fn unset(
     repo: &RepoName,
     alias: &Tag,
 ) -> Result<Response, ModelApiError> {
-    let expect = require_existing(ctx, repo, alias, expectation(ctx)?).await?;
+    let expect = expectation(ctx)?;
     let reason = reason_of(ctx.query.get("reason").map(str::to_string))?;
     let previous = ctx
         .app

@@ -274,6 +274,12 @@ pub async fn tag_moves(meta: &dyn MetaStore) {
     let moved = meta.move_tag(unset, policy()).await.unwrap();
     assert_eq!(moved.previous, Some(d2.clone()));
     assert_eq!(meta.resolve_tag("t/m", "staging").await.unwrap(), None);
+    // `If-Match: *`: the alias must be there.
+    assert!(matches!(
+        meta.move_tag(promote("staging", &d1, Expect::Present), policy())
+            .await,
+        Err(StoreError::TagStale { current: None, .. })
+    ));
     assert_eq!(
         meta.tags_of("t/m", &d2).await.unwrap(),
         vec!["prod".to_string()]
