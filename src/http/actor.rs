@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 
 use crate::store::Actor;
 
@@ -28,8 +28,25 @@ pub fn valid_actor_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'))
 }
 
-/// The actor of a request; an error message if it names itself invalidly.
-pub fn actor_of(headers: &HeaderMap, peer: Option<&ClientAddr>) -> Result<Actor, String> {
+/// The actor of a request; an error message if a change names itself
+/// invalidly. A read records nothing, so a bad name there does not fail it.
+pub fn actor_of(
+    method: &Method,
+    headers: &HeaderMap,
+    peer: Option<&ClientAddr>,
+) -> Result<Actor, String> {
+    let actor = claimed(headers, peer);
+    if actor.is_err() && (method == Method::GET || method == Method::HEAD) {
+        return Ok(Actor {
+            name: ANONYMOUS.to_string(),
+            address: peer.map(|p| p.0.ip().to_string()),
+            authenticated: false,
+        });
+    }
+    actor
+}
+
+fn claimed(headers: &HeaderMap, peer: Option<&ClientAddr>) -> Result<Actor, String> {
     let name = match headers.get(ACTOR_HEADER) {
         None => ANONYMOUS.to_string(),
         Some(v) => match v.to_str() {
@@ -47,4 +64,27 @@ pub fn actor_of(headers: &HeaderMap, peer: Option<&ClientAddr>) -> Result<Actor,
         address: peer.map(|p| p.0.ip().to_string()),
         authenticated: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_name_fails_a_change_but_not_a_read() {
+        let mut h = HeaderMap::new();
+        h.insert(ACTOR_HEADER, "bad name!".parse().unwrap());
+        assert!(actor_of(&Method::PUT, &h, None).is_err());
+        assert_eq!(actor_of(&Method::GET, &h, None).unwrap().name, ANONYMOUS);
+        h.insert(ACTOR_HEADER, "berth".parse().unwrap());
+        assert!(
+            actor_of(&Method::POST, &h, None).is_err(),
+            "the registry's own name"
+        );
+        h.insert(ACTOR_HEADER, "alice@example.com".parse().unwrap());
+        assert_eq!(
+            actor_of(&Method::DELETE, &h, None).unwrap().name,
+            "alice@example.com"
+        );
+    }
 }

@@ -65,7 +65,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             let peer = parts.extensions.get::<ClientAddr>();
             let result = match (
                 Query::parse(parts.uri.query()),
-                actor_of(&parts.headers, peer),
+                actor_of(&parts.method, &parts.headers, peer),
             ) {
                 (Ok(query), Ok(actor)) => {
                     span.record("actor", actor.name.as_str());

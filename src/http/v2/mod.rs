@@ -47,7 +47,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             // Access control attaches here: `endpoint.action(&parts.method)` on `endpoint.repo()`.
             let query = Query::parse(parts.uri.query());
             let peer = parts.extensions.get::<ClientAddr>();
-            match actor_of(&parts.headers, peer) {
+            match actor_of(&parts.method, &parts.headers, peer) {
                 Ok(actor) => {
                     span.record("actor", actor.name.as_str());
                     let ctx = Ctx {
