@@ -2,12 +2,15 @@
 //! named in every request, and the API's errors (with a failed gate's report)
 //! turned into messages that say what happened and what to do.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::RegistryArgs;
 use crate::client::reference::{ImageRef, registry_url};
+
+/// Largest JSON answer read.
+const MAX_ANSWER: usize = 64 << 20;
 
 /// The model API of one registry.
 pub struct Api {
@@ -30,12 +33,7 @@ impl Answer {
 
 impl Api {
     pub fn new(base: &str) -> Result<Api> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .default_headers(crate::client::actor_headers())
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .context("building the HTTP client")?;
+        let http = crate::client::http_client()?;
         Ok(Api {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -54,11 +52,8 @@ impl Api {
         Ok((Api::new(&registry_url(host, registry.plain_http))?, r))
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
-    /// Sends a request; any status but 2xx and 304 becomes the API's error.
+    /// Sends a request and reads its JSON answer (at most `MAX_ANSWER` bytes);
+    /// any status but 2xx becomes the API's error.
     pub async fn send(
         &self,
         method: Method,
@@ -67,6 +62,38 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, String)],
     ) -> Result<Answer> {
+        let (mut resp, what) = self.respond(method, path, query, body, headers).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("{what}: reading the answer"))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                bail!("{what}: the answer is larger than {MAX_ANSWER} bytes");
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status: resp.status(),
+            body: bytes,
+        })
+    }
+
+    /// Sends a request and hands back the answer to read as it streams (an
+    /// export); any status but 2xx becomes the API's error.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        Ok(self.respond(Method::GET, path, &[], None, &[]).await?.0)
+    }
+
+    async fn respond(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> Result<(reqwest::Response, String)> {
         let mut url = format!("{}/api/v1/{path}", self.base);
         if !query.is_empty() {
             let mut s = form_urlencoded::Serializer::new(String::new());
@@ -85,15 +112,11 @@ impl Api {
         }
         let resp = req.send().await.with_context(|| what.clone())?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .with_context(|| format!("{what}: reading the answer"))?
-            .to_vec();
-        if !status.is_success() && status != StatusCode::NOT_MODIFIED {
-            return Err(api_error(status, &body));
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(api_error(status, &body[..body.len().min(MAX_ANSWER)]));
         }
-        Ok(Answer { status, body })
+        Ok((resp, what))
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
@@ -103,6 +126,11 @@ impl Api {
     pub async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
         self.send(method, path, &[], Some(body), &[]).await?.json()
     }
+}
+
+/// One path segment (a tag, a digest, an alias), percent-encoded.
+pub fn enc(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 /// The API's error JSON as a message; a failed gate's report is printed in full.

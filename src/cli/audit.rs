@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::RegistryArgs;
 use super::api::Api;
-use super::views::table::{Table, field, short_digest};
+use super::views::table::{Table, field, items, print, short_digest};
 use crate::governance::signing::VerifyKey;
 use crate::store::audit::{ChainCheck, head_message};
 
@@ -111,43 +110,35 @@ async fn list(a: ListArgs) -> Result<()> {
         }
     }
     let v = api.get("audit", &q).await?;
-    if a.page.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let mut t = Table::new([
-        "SEQ",
-        "TIME",
-        "ACTOR",
-        "ACTION",
-        "REPOSITORY",
-        "TAG",
-        "DIGEST",
-        "REASON",
-    ]);
-    for r in v
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        t.row(vec![
-            field(r, "seq"),
-            field(r, "time"),
-            r.pointer("/actor/name")
-                .map_or("-".into(), |n| n.as_str().unwrap_or("-").to_string()),
-            field(r, "action"),
-            field(r, "repo"),
-            field(r, "tag"),
-            short_digest(&field(r, "digest")),
-            field(r, "reason"),
+    print(a.page.json, &v, |v| {
+        let mut t = Table::new([
+            "SEQ",
+            "TIME",
+            "ACTOR",
+            "ACTION",
+            "REPOSITORY",
+            "TAG",
+            "DIGEST",
+            "REASON",
         ]);
-    }
-    print!("{}", t.render());
-    if let Some(c) = v.get("next_cursor").and_then(Value::as_str) {
-        println!("(more: --cursor {c})");
-    }
-    Ok(())
+        for r in items(v) {
+            t.row(vec![
+                field(r, "seq"),
+                field(r, "time"),
+                field(r.get("actor").unwrap_or(&Value::Null), "name"),
+                field(r, "action"),
+                field(r, "repo"),
+                field(r, "tag"),
+                short_digest(&field(r, "digest")),
+                field(r, "reason"),
+            ]);
+        }
+        let mut out = t.render();
+        if let Some(c) = v.get("next_cursor").and_then(Value::as_str) {
+            out.push_str(&format!("(more: --cursor {c})\n"));
+        }
+        out
+    })
 }
 
 /// The signed head an export answer carries.
@@ -165,22 +156,9 @@ fn head_of(headers: &reqwest::header::HeaderMap) -> Option<SignedHead> {
     })
 }
 
-async fn export_response(api: &Api) -> Result<reqwest::Response> {
-    let url = format!("{}/api/v1/audit/export", api.base());
-    let resp = reqwest::Client::new()
-        .request(Method::GET, &url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    if !resp.status().is_success() {
-        bail!("GET {url}: the registry answered {}", resp.status());
-    }
-    Ok(resp)
-}
-
 async fn export(a: ExportArgs) -> Result<()> {
     let api = Api::of(&a.registry)?;
-    let resp = export_response(&api).await?;
+    let resp = api.stream("audit/export").await?;
     let head = head_of(resp.headers());
     let mut sink: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(std::io::BufWriter::new(
@@ -256,7 +234,7 @@ async fn verify(a: VerifyArgs) -> Result<()> {
         }
         None => {
             let api = Api::of(&a.registry)?;
-            let resp = export_response(&api).await?;
+            let resp = api.stream("audit/export").await?;
             let head = head_of(resp.headers());
             let mut body = resp.bytes_stream();
             let mut pending: Vec<u8> = Vec::new();

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::RegistryArgs;
-use super::api::Api;
+use super::api::{Api, enc};
 use super::views::table::{Table, field, items, print, short_digest, text};
 
 #[derive(Debug, clap::Args)]
@@ -129,10 +129,6 @@ pub struct LabelArgs {
     pub remove: Vec<String>,
     #[arg(long)]
     pub json: bool,
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub async fn promote(a: PromoteArgs) -> Result<()> {

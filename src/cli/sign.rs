@@ -261,7 +261,10 @@ pub async fn verify(a: VerifyArgs) -> Result<()> {
         Some((name, alias, rk)) => {
             let (api, _) = Api::for_model(name, &a.registry)?;
             let v = api
-                .get(&format!("models/{repo}/aliases/{alias}"), &[])
+                .get(
+                    &format!("models/{repo}/aliases/{}", super::api::enc(alias)),
+                    &[],
+                )
                 .await?;
             let digest: Digest = v
                 .get("digest")

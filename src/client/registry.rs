@@ -68,14 +68,7 @@ impl Registry {
         if !matches!(base.scheme(), "http" | "https") {
             bail!("{base}: a registry URL must be http:// or https://");
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-            .default_headers(super::actor_headers())
-            .connect_timeout(std::time::Duration::from_secs(30))
-            // A registry that stops sending mid-body fails the transfer instead of hanging it.
-            .read_timeout(std::time::Duration::from_secs(300))
-            .build()
-            .context("building the HTTP client")?;
+        let http = super::http_client()?;
         Ok(Registry { base, http })
     }
 
@@ -138,10 +131,36 @@ impl Registry {
 
     /// `GET` a manifest by tag or digest. A digest reference is verified against the bytes.
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
+        match self.fetch_manifest(repo, reference, false).await? {
+            Some(m) => Ok(m),
+            None => bail!("{repo}:{reference}: the registry has no such manifest"),
+        }
+    }
+
+    /// A manifest's bytes by tag or digest, or `None` if the repository has no
+    /// such manifest (one `GET`).
+    pub async fn find_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<FetchedManifest>> {
+        self.fetch_manifest(repo, reference, true).await
+    }
+
+    /// `GET` a manifest; a 404 is `None` when `absent_ok`, else the registry's error.
+    async fn fetch_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        absent_ok: bool,
+    ) -> Result<Option<FetchedManifest>> {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let what = format!("GET {url}");
         let req = self.http.get(url).header(header::ACCEPT, MANIFEST_ACCEPT);
         let resp = self.send(req, &what).await?;
+        if absent_ok && resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if resp.status() != StatusCode::OK {
             return Err(status_error(resp, &what).await);
         }
@@ -164,11 +183,11 @@ impl Registry {
         let media_type = body_type
             .or(header_type.filter(|t| media::manifest_kind(t).is_some()))
             .unwrap_or_else(|| OCI_MANIFEST.to_string());
-        Ok(FetchedManifest {
+        Ok(Some(FetchedManifest {
             bytes,
             media_type,
             digest,
-        })
+        }))
     }
 
     /// Resolves a reference to its manifest descriptor (`HEAD`, falling back to `GET`
@@ -344,22 +363,6 @@ impl Registry {
                 .await?;
         }
         Ok(digest)
-    }
-
-    /// A manifest's bytes by tag or digest, or `None` if the repository has no such manifest.
-    pub async fn find_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<FetchedManifest>> {
-        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
-        let what = format!("HEAD {url}");
-        let req = self.http.head(url).header(header::ACCEPT, MANIFEST_ACCEPT);
-        let resp = self.send(req, &what).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        self.get_manifest(repo, reference).await.map(Some)
     }
 
     /// A small blob's bytes, at most `max`, or `None` if the repository lacks it.
