@@ -4,16 +4,8 @@
 use axum::http::Method;
 use percent_encoding::percent_decode_str;
 
+use super::access::{Action, Scope};
 use crate::oci::{Digest, NameError, Reference, RepoName};
-
-/// What a request may do to a repository; the one place access control, audit and
-/// metrics can attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Pull,
-    Push,
-    Delete,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -164,18 +156,22 @@ impl Endpoint {
         }
     }
 
-    /// The action a method on this endpoint needs.
-    pub fn action(&self, method: &Method) -> Action {
-        match (self, method) {
-            (_, &Method::DELETE) => match self {
-                // Cancelling one's own upload is part of pushing.
-                Endpoint::Upload { .. } => Action::Push,
-                _ => Action::Delete,
-            },
+    /// What a method on this endpoint needs. The version check and the catalog
+    /// need nothing (the catalog shows only what the caller may pull); a mount
+    /// is honoured only from a repository the caller may pull, and otherwise
+    /// falls back to an upload, as the spec allows.
+    pub fn needs(&self, method: &Method) -> Vec<Scope> {
+        let Some(repo) = self.repo() else {
+            return Vec::new();
+        };
+        let action = match (self, method) {
+            // Cancelling one's own upload is part of pushing.
             (Endpoint::UploadStart { .. } | Endpoint::Upload { .. }, _) => Action::Push,
+            (_, &Method::DELETE) => Action::Delete,
             (_, &Method::PUT | &Method::POST | &Method::PATCH) => Action::Push,
             _ => Action::Pull,
-        }
+        };
+        vec![Scope::repo(repo, action)]
     }
 }
 
@@ -272,5 +268,35 @@ mod tests {
             Endpoint::parse(&long),
             Err(EndpointError::Name(_))
         ));
+    }
+
+    #[test]
+    fn each_method_needs_its_action() {
+        let needs = |m: Method, p: &str| Endpoint::parse(p).unwrap().needs(&m);
+        let on = |a: Action| vec![Scope::repo(&repo("a/b"), a)];
+        assert!(needs(Method::GET, "/v2/").is_empty());
+        assert!(needs(Method::GET, "/v2/_catalog").is_empty());
+        assert_eq!(needs(Method::GET, "/v2/a/b/tags/list"), on(Action::Pull));
+        assert_eq!(
+            needs(Method::HEAD, "/v2/a/b/manifests/v1"),
+            on(Action::Pull)
+        );
+        assert_eq!(needs(Method::PUT, "/v2/a/b/manifests/v1"), on(Action::Push));
+        assert_eq!(
+            needs(Method::DELETE, "/v2/a/b/manifests/v1"),
+            on(Action::Delete)
+        );
+        let blob = format!("/v2/a/b/blobs/{D}");
+        assert_eq!(needs(Method::GET, &blob), on(Action::Pull));
+        assert_eq!(needs(Method::DELETE, &blob), on(Action::Delete));
+        assert_eq!(
+            needs(Method::POST, "/v2/a/b/blobs/uploads/"),
+            on(Action::Push)
+        );
+        for m in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
+            assert_eq!(needs(m, "/v2/a/b/blobs/uploads/x"), on(Action::Push));
+        }
+        let referrers = format!("/v2/a/b/referrers/{D}");
+        assert_eq!(needs(Method::GET, &referrers), on(Action::Pull));
     }
 }

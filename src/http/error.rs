@@ -4,6 +4,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::access::{CHALLENGE, Denial};
 use super::endpoint::EndpointError;
 use crate::registry::RegistryError;
 
@@ -61,6 +62,31 @@ impl ApiError {
             }
             e => e.into(),
         }
+    }
+}
+
+/// 401 `UNAUTHORIZED` with a challenge, so that a client logs in and asks
+/// again; 403 `DENIED` for one who is known and may not.
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        let mut api = match &d {
+            Denial::Unauthenticated { .. } => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            )
+            .with_header(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            ),
+            Denial::Forbidden { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                "requested access to the resource is denied",
+            ),
+        };
+        api.detail = Some(json!({ "scope": d.scope().to_string() }));
+        api
     }
 }
 

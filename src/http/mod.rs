@@ -1,7 +1,9 @@
 //! The HTTP edge: axum router, observability, the `/v2` API and the `/api/v1` model API.
 
+pub mod access;
 pub mod actor;
 mod api;
+mod dispatch;
 mod endpoint;
 mod error;
 mod metrics;
@@ -16,7 +18,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 
-pub use endpoint::{Action, Endpoint, EndpointError};
+pub use access::{Access, Action, Scope};
+pub use endpoint::{Endpoint, EndpointError};
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -25,6 +28,8 @@ use crate::registry::Registry;
 /// Everything a request handler can reach.
 pub struct App {
     pub registry: Registry,
+    /// Who may do what; checked once per request by the dispatcher.
+    pub access: Access,
     pub metrics: Metrics,
     /// Set when the server stops: endless responses (event streams) end, so
     /// that a graceful shutdown is not held open by a watching client.
@@ -33,8 +38,13 @@ pub struct App {
 
 impl App {
     pub fn new(registry: Registry) -> Arc<App> {
+        App::with_access(registry, Access::Open)
+    }
+
+    pub fn with_access(registry: Registry, access: Access) -> Arc<App> {
         Arc::new(App {
             registry,
+            access,
             metrics: Metrics::new(),
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -48,9 +58,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
-        .route("/api", any(api::dispatch))
-        .route("/api/{*rest}", any(api::dispatch))
-        .fallback(v2::dispatch)
+        .route("/api", any(dispatch::dispatch::<api::ModelApi>))
+        .route("/api/{*rest}", any(dispatch::dispatch::<api::ModelApi>))
+        .fallback(dispatch::dispatch::<v2::V2>)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             observe::observe,

@@ -17,8 +17,9 @@ use http_body::Frame;
 use tracing::Instrument;
 
 use super::App;
+use super::actor::ClientAddr;
+use super::dispatch::RouteName;
 use super::metrics::{RequestLabels, RouteLabels};
-use super::v2::RouteName;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -34,9 +35,14 @@ fn request_id(req: &Request) -> String {
 
 pub async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip().to_string());
     let span = tracing::info_span!(
         "request",
         id = %id,
+        client = client.as_deref().unwrap_or("-"),
         method = %req.method(),
         path = %req.uri().path(),
         route = tracing::field::Empty,

@@ -2,6 +2,9 @@
 //! slashes, so the kind of endpoint is decided from the end of the path; a last
 //! segment `versions`, `compare` or `aliases` always names the listing or comparison.
 
+use axum::http::Method;
+
+use crate::http::access::{Action, Scope};
 use crate::http::endpoint::decode_segments;
 
 use crate::oci::{NameError, Reference, RepoName, Tag};
@@ -204,6 +207,30 @@ impl ApiEndpoint {
         }
     }
 
+    /// What a method on this endpoint needs. The model list needs nothing (it
+    /// shows only what the caller may pull), nor does the registry's public key;
+    /// the policy, audit log and event stream are the registry's own (`admin`).
+    pub fn needs(&self, method: &Method) -> Vec<Scope> {
+        use ApiEndpoint as E;
+        let read = method == Method::GET || method == Method::HEAD;
+        if let E::Policy | E::Audit | E::AuditExport | E::Events | E::Deliveries = self {
+            return vec![Scope::registry(Action::Admin)];
+        }
+        let Some(repo) = self.repo() else {
+            return Vec::new();
+        };
+        let action = match self {
+            _ if read => Action::Pull,
+            E::Alias { alias, .. } | E::Rollback { alias, .. } => {
+                Action::Promote(Some(alias.clone()))
+            }
+            E::Approvals { .. } => Action::Approve,
+            E::Version { .. } => Action::Delete,
+            _ => Action::Push,
+        };
+        vec![Scope::repo(repo, action)]
+    }
+
     /// The methods this endpoint answers, for the `Allow` of a 405.
     pub fn allowed_methods(&self) -> &'static str {
         use ApiEndpoint as E;
@@ -379,5 +406,54 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(ApiEndpoint::parse(path).unwrap(), want, "{path}");
         }
+    }
+
+    #[test]
+    fn each_method_needs_its_action() {
+        let needs = |m: Method, p: &str| ApiEndpoint::parse(p).unwrap().needs(&m);
+        let on = |a: Action| vec![Scope::repo(&repo("t/m"), a)];
+        let prod = || Action::Promote(Some("prod".parse().unwrap()));
+        let m = "/api/v1/models/t/m";
+        assert!(needs(Method::GET, "/api/v1/models").is_empty());
+        assert!(needs(Method::GET, "/api/v1/signing-key").is_empty());
+        for read in [
+            "/versions",
+            "/versions/v1",
+            "/compare",
+            "/aliases/prod/history",
+        ] {
+            assert_eq!(needs(Method::GET, &format!("{m}{read}")), on(Action::Pull));
+        }
+        assert_eq!(needs(Method::PUT, &format!("{m}/aliases/prod")), on(prod()));
+        assert_eq!(
+            needs(Method::DELETE, &format!("{m}/aliases/prod")),
+            on(prod())
+        );
+        assert_eq!(
+            needs(Method::POST, &format!("{m}/aliases/prod/rollback")),
+            on(prod())
+        );
+        assert_eq!(
+            needs(Method::POST, &format!("{m}/versions/v1/approvals")),
+            on(Action::Approve)
+        );
+        assert_eq!(
+            needs(Method::DELETE, &format!("{m}/versions/v1")),
+            on(Action::Delete)
+        );
+        assert_eq!(
+            needs(Method::PATCH, &format!("{m}/versions/v1/labels")),
+            on(Action::Push)
+        );
+        for admin in ["/api/v1/policy", "/api/v1/audit", "/api/v1/events"] {
+            assert_eq!(
+                needs(Method::GET, admin),
+                vec![Scope::registry(Action::Admin)]
+            );
+        }
+        assert_eq!(
+            needs(Method::PUT, "/api/v1/policy"),
+            vec![Scope::registry(Action::Admin)]
+        );
     }
 }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::endpoint::ApiEndpointError;
+use crate::http::access::Denial;
 use crate::models::query::QueryError;
 use crate::registry::RegistryError;
 
@@ -64,6 +65,22 @@ impl From<ApiEndpointError> for ModelApiError {
             ApiEndpointError::Alias(_) => (StatusCode::BAD_REQUEST, "ALIAS_INVALID"),
         };
         ModelApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<Denial> for ModelApiError {
+    fn from(d: Denial) -> Self {
+        let e = match &d {
+            Denial::Unauthenticated { .. } => ModelApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                format!("authentication required to {}", d.scope()),
+            ),
+            Denial::Forbidden { .. } => {
+                ModelApiError::new(StatusCode::FORBIDDEN, "DENIED", d.to_string())
+            }
+        };
+        e.with("scope", serde_json::json!(d.scope().to_string()))
     }
 }
 

@@ -15,7 +15,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -26,8 +26,9 @@ use endpoint::ApiEndpoint;
 use error::ModelApiError;
 
 use super::App;
-use super::actor::{ClientAddr, actor_of};
-use super::v2::RouteName;
+use super::access::Scope;
+use super::dispatch::{Call, Surface};
+use crate::oci::RepoName;
 use crate::store::Actor;
 
 /// Items per page unless `limit` says otherwise.
@@ -53,52 +54,66 @@ impl ApiCtx<'_> {
     }
 }
 
-pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let (route, result) = match ApiEndpoint::parse(parts.uri.path()) {
-        Ok(endpoint) => {
-            let span = tracing::Span::current();
-            span.record("route", endpoint.route());
-            if let Some(repo) = endpoint.repo() {
-                span.record("repo", repo.as_str());
-            }
-            let peer = parts.extensions.get::<ClientAddr>();
-            let result = match (
-                Query::parse(parts.uri.query()),
-                actor_of(&parts.method, &parts.headers, peer),
-            ) {
-                (Ok(query), Ok(actor)) => {
-                    span.record("actor", actor.name.as_str());
-                    let ctx = ApiCtx {
-                        app: &app,
-                        headers: &parts.headers,
-                        query: &query,
-                        actor: &actor,
-                    };
-                    handle(&ctx, &endpoint, &parts.method, body).await
-                }
-                (Err(e), _) => Err(e),
-                (_, Err(e)) => Err(ModelApiError::bad_request("ACTOR_INVALID", e)),
-            };
-            let result = result.map_err(|e| (e, endpoint.allowed_methods()));
-            (endpoint.route(), result)
-        }
-        Err(e) => ("api_unknown", Err((e.into(), "GET, HEAD"))),
-    };
-    let mut resp = match result {
-        Ok(r) => r,
-        Err((e, allow)) => {
+/// The `/api/v1` surface for the dispatcher.
+pub(super) struct ModelApi;
+
+impl Surface for ModelApi {
+    type Endpoint = ApiEndpoint;
+    type Error = ModelApiError;
+    const UNKNOWN_ROUTE: &'static str = "api_unknown";
+
+    fn parse(parts: &Parts) -> Result<ApiEndpoint, ModelApiError> {
+        Ok(ApiEndpoint::parse(parts.uri.path())?)
+    }
+
+    fn route(endpoint: &ApiEndpoint) -> &'static str {
+        endpoint.route()
+    }
+
+    fn repo(endpoint: &ApiEndpoint) -> Option<&RepoName> {
+        endpoint.repo()
+    }
+
+    fn needs(endpoint: &ApiEndpoint, method: &Method) -> Vec<Scope> {
+        endpoint.needs(method)
+    }
+
+    fn actor_invalid(message: String) -> ModelApiError {
+        ModelApiError::bad_request("ACTOR_INVALID", message)
+    }
+
+    async fn handle(call: Call<'_, ApiEndpoint>, body: Body) -> Result<Response, ModelApiError> {
+        let query = Query::parse(call.parts.uri.query())?;
+        let ctx = ApiCtx {
+            app: call.app,
+            headers: &call.parts.headers,
+            query: &query,
+            actor: call.actor,
+        };
+        handle(&ctx, call.endpoint, &call.parts.method, body).await
+    }
+
+    fn respond(
+        endpoint: Option<&ApiEndpoint>,
+        result: Result<Response, ModelApiError>,
+    ) -> Response {
+        result.unwrap_or_else(|e| {
             let mut r = e.into_response();
+            if r.status() == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static(super::access::CHALLENGE),
+                );
+            }
             if r.status() == StatusCode::METHOD_NOT_ALLOWED {
                 // RFC 9110: a 405 names the methods the resource does allow.
+                let allow = endpoint.map_or("GET, HEAD", ApiEndpoint::allowed_methods);
                 r.headers_mut()
                     .insert(header::ALLOW, axum::http::HeaderValue::from_static(allow));
             }
             r
-        }
-    };
-    resp.extensions_mut().insert(RouteName(route));
-    resp
+        })
+    }
 }
 
 async fn handle(

@@ -6,18 +6,18 @@ mod manifests;
 mod range;
 mod uploads;
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use super::App;
-use super::actor::{ClientAddr, actor_of};
+use super::access::{Grant, Scope};
+use super::dispatch::{Call, Surface};
 use super::endpoint::Endpoint;
 use super::error::ApiError;
+use crate::oci::RepoName;
 use crate::store::ByteStream;
 
 pub(crate) use listing::referrers_page;
@@ -25,57 +25,59 @@ pub(crate) use listing::referrers_page;
 pub const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 pub const API_VERSION: &str = "docker-distribution-api-version";
 
-/// The route name a response was produced by, for metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteName(pub &'static str);
-
 /// The `Range` value describing an upload's progress: inclusive offsets of the
 /// bytes received (`0-0` when none have been, as clients expect).
 pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
-pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let (route, result) = match Endpoint::parse(parts.uri.path()) {
-        Ok(endpoint) => {
-            let span = tracing::Span::current();
-            span.record("route", endpoint.route());
-            if let Some(repo) = endpoint.repo() {
-                span.record("repo", repo.as_str());
-            }
-            // Access control attaches here: `endpoint.action(&parts.method)` on `endpoint.repo()`.
-            let query = Query::parse(parts.uri.query());
-            let peer = parts.extensions.get::<ClientAddr>();
-            match actor_of(&parts.method, &parts.headers, peer) {
-                Ok(actor) => {
-                    span.record("actor", actor.name.as_str());
-                    let ctx = Ctx {
-                        app: &app,
-                        method: &parts.method,
-                        headers: &parts.headers,
-                        query: &query,
-                        actor: &actor,
-                    };
-                    (endpoint.route(), handle(ctx, &endpoint, body).await)
-                }
-                Err(e) => (
-                    endpoint.route(),
-                    Err(ApiError::new(
-                        axum::http::StatusCode::BAD_REQUEST,
-                        "UNSUPPORTED",
-                        e,
-                    )),
-                ),
-            }
-        }
-        Err(e) => ("unknown", Err(ApiError::endpoint(e, &parts.method))),
-    };
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
-    resp.headers_mut()
-        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
-    resp.extensions_mut().insert(RouteName(route));
-    resp
+/// The `/v2` surface for the dispatcher.
+pub(super) struct V2;
+
+impl Surface for V2 {
+    type Endpoint = Endpoint;
+    type Error = ApiError;
+    const UNKNOWN_ROUTE: &'static str = "unknown";
+
+    fn parse(parts: &Parts) -> Result<Endpoint, ApiError> {
+        Endpoint::parse(parts.uri.path()).map_err(|e| ApiError::endpoint(e, &parts.method))
+    }
+
+    fn route(endpoint: &Endpoint) -> &'static str {
+        endpoint.route()
+    }
+
+    fn repo(endpoint: &Endpoint) -> Option<&RepoName> {
+        endpoint.repo()
+    }
+
+    fn needs(endpoint: &Endpoint, method: &Method) -> Vec<Scope> {
+        endpoint.needs(method)
+    }
+
+    fn actor_invalid(message: String) -> ApiError {
+        ApiError::new(axum::http::StatusCode::BAD_REQUEST, "UNSUPPORTED", message)
+    }
+
+    async fn handle(call: Call<'_, Endpoint>, body: Body) -> Result<Response, ApiError> {
+        let query = Query::parse(call.parts.uri.query());
+        let ctx = Ctx {
+            app: call.app,
+            method: &call.parts.method,
+            headers: &call.parts.headers,
+            query: &query,
+            actor: call.actor,
+            grant: call.grant,
+        };
+        handle(ctx, call.endpoint, body).await
+    }
+
+    fn respond(_: Option<&Endpoint>, result: Result<Response, ApiError>) -> Response {
+        let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+        resp.headers_mut()
+            .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+        resp
+    }
 }
 
 /// What every handler needs of the request besides the endpoint and body.
@@ -86,6 +88,7 @@ pub(super) struct Ctx<'a> {
     headers: &'a HeaderMap,
     query: &'a Query,
     actor: &'a crate::store::Actor,
+    grant: Grant<'a>,
 }
 
 impl Ctx<'_> {

@@ -71,12 +71,15 @@ pub(super) async fn start(ctx: Ctx<'_>, repo: &RepoName, body: Body) -> Result<R
         // A mount that cannot be honoured (bad digest, unknown source) falls back to
         // an ordinary upload session, as the spec requires. Only an absent `from`
         // lets the registry find the blob anywhere (the spec's MAY); one that is
-        // not a repository name names nowhere, so nothing is mounted.
+        // not a repository name names nowhere, so nothing is mounted. A source the
+        // caller may not pull is treated as not having the blob; so is "anywhere"
+        // while only some repositories are open to the caller.
         let from = ctx.query.get("from");
-        let digest = mount
-            .parse::<Digest>()
-            .ok()
-            .filter(|_| from.is_none_or(|f| f.parse::<RepoName>().is_ok()));
+        let source_allowed = match from {
+            Some(f) => f.parse::<RepoName>().is_ok_and(|f| ctx.grant.may_pull(&f)),
+            None => ctx.grant.sees_everything(),
+        };
+        let digest = mount.parse::<Digest>().ok().filter(|_| source_allowed);
         return match registry
             .mount_or_start(repo.as_str(), digest.as_ref(), from)
             .await?
