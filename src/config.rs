@@ -56,6 +56,13 @@ pub struct ServeArgs {
     /// no limit [default: 60].
     #[arg(long, env = "BERTH_CLIENT_TIMEOUT_SECS")]
     pub client_timeout_secs: Option<u64>,
+    /// Most connections open at once from one client address; further ones are
+    /// closed at accept [default: 256].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<NonZeroUsize>,
+    /// Most connections open at once in all [default: 8192].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<NonZeroUsize>,
     /// Promotion policy (TOML): protected aliases, immutable tags, stages, gates,
     /// webhooks. Reloaded on SIGHUP and replaced by `PUT /api/v1/policy`
     /// [default: DATA_DIR/policy.toml, if present; none: every tag is plain].
@@ -88,6 +95,8 @@ struct FileConfig {
     upload_ttl_secs: Option<u64>,
     io_threads: Option<NonZeroUsize>,
     client_timeout_secs: Option<u64>,
+    max_connections_per_address: Option<NonZeroUsize>,
+    max_connections: Option<NonZeroUsize>,
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
     legacy_attestation_tags: Option<bool>,
@@ -114,6 +123,19 @@ const DEFAULT_IO_THREADS: NonZeroUsize = NonZeroUsize::new(512).unwrap();
 /// nginx's for request heads and bodies.
 const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 60;
 
+/// Behind one address there may be a NAT of many machines, so the share per
+/// address is generous; the total stays well below the descriptor limit the
+/// server raises itself to.
+const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: NonZeroUsize = NonZeroUsize::new(256).unwrap();
+const DEFAULT_MAX_CONNECTIONS: NonZeroUsize = NonZeroUsize::new(8192).unwrap();
+
+/// How many connections may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub per_address: usize,
+    pub total: usize,
+}
+
 /// The resolved configuration of a server.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -128,6 +150,7 @@ pub struct Config {
     /// How long a client may go quiet (over a request head, between requests,
     /// between body bytes) before its connection is closed; `None` for ever.
     pub client_timeout: Option<Duration>,
+    pub connections: ConnectionLimits,
     pub limits: Limits,
     /// The policy file (given, or the default in the data directory).
     pub policy: PathBuf,
@@ -210,6 +233,18 @@ impl Config {
             {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
+            },
+            connections: ConnectionLimits {
+                per_address: args
+                    .max_connections_per_address
+                    .or(file.max_connections_per_address)
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)
+                    .get(),
+                total: args
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                    .get(),
             },
             limits: Limits {
                 max_manifest_bytes: args

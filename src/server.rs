@@ -1,5 +1,7 @@
 //! Starting a server from a `Config`: open the stores, bind, serve until a signal.
 
+mod connections;
+
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -129,7 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // its connection, and its upload session, for as long as the client likes.
         app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(quiet));
     }
-    serve_connections(listener, app, &config, &shared.stopping).await;
+    serve_connections(listener, app, &config, &shared).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -138,18 +140,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// header-read timeout: a client could hold a connection (and a descriptor)
 /// open forever by never finishing a request head, or by idling between
 /// requests (hyper's header timer also runs while a kept-alive connection
-/// waits for its next request). Ends on SIGTERM or Ctrl-C, once every
-/// connection has finished its request in flight.
+/// waits for its next request). Each connection is admitted against the
+/// per-address and total limits and watched by `GuardedIo` until its first
+/// request and whenever a response waits on the client. Ends on SIGTERM or
+/// Ctrl-C, once every connection has finished its request in flight.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     config: &Config,
-    stopping: &tokio::sync::watch::Sender<bool>,
+    shared: &App,
 ) {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.client_timeout);
+    // A kept-alive HTTP/2 connection has no request-head timer: pings find a
+    // peer that is gone or no longer answers.
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.client_timeout.map(|t| t / 2))
+        .keep_alive_timeout(config.client_timeout.unwrap_or(Duration::from_secs(20)));
+    let metrics = shared.metrics.connections.clone();
+    let admission = connections::Admission::new(
+        config.connections.per_address,
+        config.connections.total,
+        metrics.clone(),
+    );
     let connections = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -163,16 +179,35 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(limit) => {
+                // Closed at once: a client over its share gets a reset, not a
+                // place in a queue it could fill.
+                tracing::debug!(%peer, limit, "connection refused: limit reached");
+                continue;
+            }
+        };
         tune_connection(&tcp);
+        let first_request = connections::FirstRequest::default();
+        let seen = first_request.clone();
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                seen.arrived();
                 req.extensions_mut().insert(ClientAddr(peer));
                 req
             },
         ));
+        let io = connections::GuardedIo::new(
+            tcp,
+            admitted,
+            first_request,
+            config.client_timeout,
+            metrics.clone(),
+        );
         let connection = http
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let connection = connections.watch(connection);
         tokio::spawn(async move {
@@ -182,7 +217,7 @@ async fn serve_connections(
         });
     }
     drop(listener);
-    stopping.send_replace(true);
+    shared.stopping.send_replace(true);
     connections.shutdown().await;
 }
 

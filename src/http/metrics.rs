@@ -27,6 +27,41 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// Connection counts, for `/metrics`.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Gauge,
+    /// Refused at accept, by reason (`per_address`, `total`).
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Closed for silence, by phase (`first_request`, `write`).
+    pub timed_out: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+impl ConnectionMetrics {
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "connections_open",
+            "Open client connections",
+            self.open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at accept because a limit was reached, by reason",
+            self.refused.clone(),
+        );
+        r.register(
+            "connections_timed_out",
+            "Connections closed because the client went silent, by phase",
+            self.timed_out.clone(),
+        );
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<PromRegistry>,
     pub requests: Family<RequestLabels, Counter>,
@@ -34,6 +69,7 @@ pub struct Metrics {
     pub bytes_in: Family<RouteLabels, Counter>,
     pub bytes_out: Family<RouteLabels, Counter>,
     pub upload_sessions: Gauge,
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -77,7 +113,10 @@ impl Metrics {
             "Upload sessions this process is tracking",
             upload_sessions.clone(),
         );
+        let connections = ConnectionMetrics::default();
+        connections.register(&mut r);
         Metrics {
+            connections,
             registry: Mutex::new(r),
             requests,
             latency: Family::clone(&latency),

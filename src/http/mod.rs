@@ -21,7 +21,7 @@ use axum::routing::{any, get};
 pub use access::{Access, Action, Scope};
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::ApiError;
-pub use metrics::Metrics;
+pub use metrics::{ConnectionMetrics, Metrics, ReasonLabels};
 
 use crate::registry::Registry;
 
