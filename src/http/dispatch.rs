@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::Method;
+use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 
 use super::App;
-use super::access::{Denial, Grant, Scope};
+use super::access::{CHALLENGE, Denial, Grant, Scope};
 use super::actor::{ClientAddr, actor_of};
 use crate::oci::RepoName;
 use crate::store::Actor;
@@ -33,20 +34,25 @@ pub(super) struct Call<'a, E> {
     pub grant: Grant<'a>,
 }
 
-/// One API surface: how its paths parse, what each endpoint needs, how it is
-/// handled and how its errors are written.
+/// What the dispatcher asks of a parsed endpoint.
+pub(crate) trait Routed {
+    /// A low-cardinality route name for logs and metrics.
+    fn route(&self) -> &'static str;
+    fn repo(&self) -> Option<&RepoName>;
+    /// Every scope a method on the endpoint needs (none: open to anyone, such
+    /// as the version check or a listing that shows only what the caller may pull).
+    fn needs(&self, method: &Method) -> Vec<Scope>;
+}
+
+/// One API surface: how its paths parse, how an endpoint is handled and how
+/// its errors are written.
 pub(super) trait Surface {
-    type Endpoint: Send + Sync;
+    type Endpoint: Routed + Send + Sync;
     type Error: Send + From<Denial>;
     /// The route name of a path that names no endpoint.
     const UNKNOWN_ROUTE: &'static str;
 
     fn parse(parts: &Parts) -> Result<Self::Endpoint, Self::Error>;
-    fn route(endpoint: &Self::Endpoint) -> &'static str;
-    fn repo(endpoint: &Self::Endpoint) -> Option<&RepoName>;
-    /// Every scope a method on the endpoint needs (none: open to anyone, such
-    /// as the version check or a listing that shows only what the caller may pull).
-    fn needs(endpoint: &Self::Endpoint, method: &Method) -> Vec<Scope>;
     /// A change that names its actor invalidly.
     fn actor_invalid(message: String) -> Self::Error;
     fn handle<'a>(
@@ -70,43 +76,51 @@ pub(super) async fn dispatch<S: Surface>(State(app): State<Arc<App>>, req: Reque
             return resp;
         }
     };
-    let route = S::route(&endpoint);
+    let route = endpoint.route();
     let span = tracing::Span::current();
     span.record("route", route);
-    if let Some(repo) = S::repo(&endpoint) {
+    if let Some(repo) = endpoint.repo() {
         span.record("repo", repo.as_str());
     }
-    let result = authorized::<S>(&app, &parts, &endpoint, body).await;
+    let (result, challenge) = match actor_and_needs::<S>(&parts, &endpoint) {
+        Ok((actor, needs)) => match app.access.authorize(&actor, &needs) {
+            Ok(grant) => {
+                let call = Call {
+                    app: &app,
+                    parts: &parts,
+                    endpoint: &endpoint,
+                    actor: &actor,
+                    grant,
+                };
+                (S::handle(call, body).await, false)
+            }
+            Err(denial) => {
+                tracing::warn!(actor = %actor.name, scope = %denial.scope(), "denied");
+                let unauthenticated = matches!(denial, Denial::Unauthenticated { .. });
+                (Err(denial.into()), unauthenticated)
+            }
+        },
+        Err(e) => (Err(e), false),
+    };
     let mut resp = S::respond(Some(&endpoint), result);
+    if challenge {
+        // A 401 says how to authenticate (RFC 9110), on either surface.
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    }
     resp.extensions_mut().insert(RouteName(route));
     resp
 }
 
-async fn authorized<S: Surface>(
-    app: &Arc<App>,
+/// Who asks, and what the request needs.
+fn actor_and_needs<S: Surface>(
     parts: &Parts,
     endpoint: &S::Endpoint,
-    body: Body,
-) -> Result<Response, S::Error> {
+) -> Result<(Actor, Vec<Scope>), S::Error> {
     let peer = parts.extensions.get::<ClientAddr>();
     let actor = actor_of(&parts.method, &parts.headers, peer).map_err(S::actor_invalid)?;
     tracing::Span::current().record("actor", actor.name.as_str());
-    let needs = S::needs(endpoint, &parts.method);
-    let grant = match app.access.authorize(&actor, &needs) {
-        Ok(grant) => grant,
-        Err(denial) => {
-            tracing::warn!(actor = %actor.name, scope = %denial.scope(), "denied");
-            return Err(denial.into());
-        }
-    };
-    let call = Call {
-        app,
-        parts,
-        endpoint,
-        actor: &actor,
-        grant,
-    };
-    S::handle(call, body).await
+    Ok((actor, endpoint.needs(&parts.method)))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use axum::http::Method;
 use percent_encoding::percent_decode_str;
 
 use super::access::{Action, Scope};
+use super::dispatch::Routed;
 use crate::oci::{Digest, NameError, Reference, RepoName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,31 +118,6 @@ impl Endpoint {
         }
     }
 
-    pub fn repo(&self) -> Option<&RepoName> {
-        match self {
-            Endpoint::Base | Endpoint::Catalog => None,
-            Endpoint::Tags { repo }
-            | Endpoint::Manifest { repo, .. }
-            | Endpoint::Blob { repo, .. }
-            | Endpoint::UploadStart { repo }
-            | Endpoint::Upload { repo, .. }
-            | Endpoint::Referrers { repo, .. } => Some(repo),
-        }
-    }
-
-    /// A low-cardinality route name for logs and metrics.
-    pub fn route(&self) -> &'static str {
-        match self {
-            Endpoint::Base => "base",
-            Endpoint::Catalog => "catalog",
-            Endpoint::Tags { .. } => "tags",
-            Endpoint::Manifest { .. } => "manifest",
-            Endpoint::Blob { .. } => "blob",
-            Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => "upload",
-            Endpoint::Referrers { .. } => "referrers",
-        }
-    }
-
     /// The methods this endpoint answers, for the `Allow` of a 405.
     pub fn allowed_methods(&self) -> &'static str {
         match self {
@@ -155,12 +131,39 @@ impl Endpoint {
             Endpoint::Upload { .. } => "GET, HEAD, PATCH, PUT, DELETE",
         }
     }
+}
+
+impl Routed for Endpoint {
+    fn repo(&self) -> Option<&RepoName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Tags { repo }
+            | Endpoint::Manifest { repo, .. }
+            | Endpoint::Blob { repo, .. }
+            | Endpoint::UploadStart { repo }
+            | Endpoint::Upload { repo, .. }
+            | Endpoint::Referrers { repo, .. } => Some(repo),
+        }
+    }
+
+    /// A low-cardinality route name for logs and metrics.
+    fn route(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Catalog => "catalog",
+            Endpoint::Tags { .. } => "tags",
+            Endpoint::Manifest { .. } => "manifest",
+            Endpoint::Blob { .. } => "blob",
+            Endpoint::UploadStart { .. } | Endpoint::Upload { .. } => "upload",
+            Endpoint::Referrers { .. } => "referrers",
+        }
+    }
 
     /// What a method on this endpoint needs. The version check and the catalog
     /// need nothing (the catalog shows only what the caller may pull); a mount
     /// is honoured only from a repository the caller may pull, and otherwise
     /// falls back to an upload, as the spec allows.
-    pub fn needs(&self, method: &Method) -> Vec<Scope> {
+    fn needs(&self, method: &Method) -> Vec<Scope> {
         let Some(repo) = self.repo() else {
             return Vec::new();
         };

@@ -4,7 +4,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::access::{CHALLENGE, Denial};
+use super::access::Denial;
 use super::endpoint::EndpointError;
 use crate::registry::RegistryError;
 
@@ -65,8 +65,8 @@ impl ApiError {
     }
 }
 
-/// 401 `UNAUTHORIZED` with a challenge, so that a client logs in and asks
-/// again; 403 `DENIED` for one who is known and may not.
+/// 401 `UNAUTHORIZED` (the dispatcher adds the challenge), so that a client
+/// logs in and asks again; 403 `DENIED` for one who is known and may not.
 impl From<Denial> for ApiError {
     fn from(d: Denial) -> Self {
         let mut api = match &d {
@@ -74,10 +74,6 @@ impl From<Denial> for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHORIZED",
                 "authentication required",
-            )
-            .with_header(
-                axum::http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(CHALLENGE),
             ),
             Denial::Forbidden { .. } => ApiError::new(
                 StatusCode::FORBIDDEN,

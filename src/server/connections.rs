@@ -112,7 +112,11 @@ pub struct GuardedIo<T> {
     first_request: FirstRequest,
     first_deadline: Option<Pin<Box<Sleep>>>,
     write_stall: Option<Duration>,
+    /// Made at the first stalled write and reset at each later one, so that a
+    /// stream whose writes often wait for the socket allocates one timer.
     write_deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether the deadline runs: a write is waiting and none has completed since.
+    write_waiting: bool,
     metrics: ConnectionMetrics,
     _admitted: Admitted,
 }
@@ -131,6 +135,7 @@ impl<T> GuardedIo<T> {
             first_deadline: silence.map(|d| Box::pin(tokio::time::sleep(d))),
             write_stall: silence,
             write_deadline: None,
+            write_waiting: false,
             metrics,
             _admitted: admitted,
         }
@@ -165,17 +170,25 @@ impl<T> GuardedIo<T> {
         poll: Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         if poll.is_ready() {
-            self.write_deadline = None;
+            self.write_waiting = false;
             return poll;
         }
         let Some(stall) = self.write_stall else {
             return poll;
         };
-        let deadline = self
-            .write_deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + stall)));
+        if !self.write_waiting {
+            let due = Instant::now() + stall;
+            match &mut self.write_deadline {
+                Some(deadline) => deadline.as_mut().reset(due),
+                None => self.write_deadline = Some(Box::pin(tokio::time::sleep_until(due))),
+            }
+            self.write_waiting = true;
+        }
+        let Some(deadline) = &mut self.write_deadline else {
+            return poll;
+        };
         if deadline.as_mut().poll(cx).is_ready() {
-            self.write_deadline = None;
+            self.write_waiting = false;
             self.metrics
                 .timed_out
                 .get_or_create(&ReasonLabels { reason: "write" })

@@ -5,6 +5,7 @@
 use axum::http::Method;
 
 use crate::http::access::{Action, Scope};
+use crate::http::dispatch::Routed;
 use crate::http::endpoint::decode_segments;
 
 use crate::oci::{NameError, Reference, RepoName, Tag};
@@ -162,7 +163,24 @@ impl ApiEndpoint {
         Err(ApiEndpointError::NotFound)
     }
 
-    pub fn repo(&self) -> Option<&RepoName> {
+    /// The methods this endpoint answers, for the `Allow` of a 405.
+    pub fn allowed_methods(&self) -> &'static str {
+        use ApiEndpoint as E;
+        match self {
+            E::Version { .. } => "GET, HEAD, DELETE",
+            E::Approvals { .. } => "GET, HEAD, POST",
+            E::Labels { .. } => "GET, HEAD, PATCH",
+            E::Label { .. } => "PUT, DELETE",
+            E::Alias { .. } => "GET, HEAD, PUT, DELETE",
+            E::Rollback { .. } => "POST",
+            E::Policy => "GET, HEAD, PUT",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
+impl Routed for ApiEndpoint {
+    fn repo(&self) -> Option<&RepoName> {
         use ApiEndpoint as E;
         match self {
             E::Versions { repo }
@@ -186,7 +204,7 @@ impl ApiEndpoint {
     }
 
     /// A low-cardinality route name for logs and metrics.
-    pub fn route(&self) -> &'static str {
+    fn route(&self) -> &'static str {
         use ApiEndpoint as E;
         match self {
             E::Models => "api_models",
@@ -210,7 +228,7 @@ impl ApiEndpoint {
     /// What a method on this endpoint needs. The model list needs nothing (it
     /// shows only what the caller may pull), nor does the registry's public key;
     /// the policy, audit log and event stream are the registry's own (`admin`).
-    pub fn needs(&self, method: &Method) -> Vec<Scope> {
+    fn needs(&self, method: &Method) -> Vec<Scope> {
         use ApiEndpoint as E;
         let read = method == Method::GET || method == Method::HEAD;
         if let E::Policy | E::Audit | E::AuditExport | E::Events | E::Deliveries = self {
@@ -229,21 +247,6 @@ impl ApiEndpoint {
             _ => Action::Push,
         };
         vec![Scope::repo(repo, action)]
-    }
-
-    /// The methods this endpoint answers, for the `Allow` of a 405.
-    pub fn allowed_methods(&self) -> &'static str {
-        use ApiEndpoint as E;
-        match self {
-            E::Version { .. } => "GET, HEAD, DELETE",
-            E::Approvals { .. } => "GET, HEAD, POST",
-            E::Labels { .. } => "GET, HEAD, PATCH",
-            E::Label { .. } => "PUT, DELETE",
-            E::Alias { .. } => "GET, HEAD, PUT, DELETE",
-            E::Rollback { .. } => "POST",
-            E::Policy => "GET, HEAD, PUT",
-            _ => "GET, HEAD",
-        }
     }
 }
 

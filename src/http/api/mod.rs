@@ -26,9 +26,8 @@ use endpoint::ApiEndpoint;
 use error::ModelApiError;
 
 use super::App;
-use super::access::Scope;
+
 use super::dispatch::{Call, Surface};
-use crate::oci::RepoName;
 use crate::store::Actor;
 
 /// Items per page unless `limit` says otherwise.
@@ -66,18 +65,6 @@ impl Surface for ModelApi {
         Ok(ApiEndpoint::parse(parts.uri.path())?)
     }
 
-    fn route(endpoint: &ApiEndpoint) -> &'static str {
-        endpoint.route()
-    }
-
-    fn repo(endpoint: &ApiEndpoint) -> Option<&RepoName> {
-        endpoint.repo()
-    }
-
-    fn needs(endpoint: &ApiEndpoint, method: &Method) -> Vec<Scope> {
-        endpoint.needs(method)
-    }
-
     fn actor_invalid(message: String) -> ModelApiError {
         ModelApiError::bad_request("ACTOR_INVALID", message)
     }
@@ -99,12 +86,6 @@ impl Surface for ModelApi {
     ) -> Response {
         result.unwrap_or_else(|e| {
             let mut r = e.into_response();
-            if r.status() == StatusCode::UNAUTHORIZED {
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static(super::access::CHALLENGE),
-                );
-            }
             if r.status() == StatusCode::METHOD_NOT_ALLOWED {
                 // RFC 9110: a 405 names the methods the resource does allow.
                 let allow = endpoint.map_or("GET, HEAD", ApiEndpoint::allowed_methods);

@@ -13,11 +13,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use super::App;
-use super::access::{Grant, Scope};
+use super::access::Grant;
 use super::dispatch::{Call, Surface};
 use super::endpoint::Endpoint;
 use super::error::ApiError;
-use crate::oci::RepoName;
 use crate::store::ByteStream;
 
 pub(crate) use listing::referrers_page;
@@ -41,18 +40,6 @@ impl Surface for V2 {
 
     fn parse(parts: &Parts) -> Result<Endpoint, ApiError> {
         Endpoint::parse(parts.uri.path()).map_err(|e| ApiError::endpoint(e, &parts.method))
-    }
-
-    fn route(endpoint: &Endpoint) -> &'static str {
-        endpoint.route()
-    }
-
-    fn repo(endpoint: &Endpoint) -> Option<&RepoName> {
-        endpoint.repo()
-    }
-
-    fn needs(endpoint: &Endpoint, method: &Method) -> Vec<Scope> {
-        endpoint.needs(method)
     }
 
     fn actor_invalid(message: String) -> ApiError {
