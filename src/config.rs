@@ -79,6 +79,25 @@ pub struct ServeArgs {
     /// The CloudEvents `source` of events [default: urn:berth:<host name>].
     #[arg(long, env = "BERTH_EVENT_SOURCE")]
     pub event_source: Option<String>,
+    /// Auth file (TOML): users, groups, grants, token settings. Reloaded on
+    /// SIGHUP [default: none: anyone may do anything, loopback only].
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks HTTPS.
+    /// Reloaded on SIGHUP.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve a non-loopback address over plain HTTP: credentials and tokens
+    /// cross the network readable by anyone on the path.
+    #[arg(long, env = "BERTH_INSECURE_PLAIN_HTTP")]
+    pub insecure_plain_http: bool,
+    /// Serve a non-loopback address without an auth file: anyone who reaches
+    /// the port may push, move tags and delete.
+    #[arg(long, env = "BERTH_INSECURE_OPEN_ACCESS")]
+    pub insecure_open_access: bool,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -101,6 +120,11 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     legacy_attestation_tags: Option<bool>,
     event_source: Option<String>,
+    auth: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_plain_http: Option<bool>,
+    insecure_open_access: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +139,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// tokio's own default for its blocking pool.
@@ -160,6 +186,45 @@ pub struct Config {
     pub signing_key_given: bool,
     pub legacy_attestation_tags: bool,
     pub event_source: String,
+    /// The auth file; `None`: open access.
+    pub auth: Option<PathBuf>,
+    /// The HMAC key of registry tokens, made at first start if missing.
+    pub token_secret: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub insecure_plain_http: bool,
+    pub insecure_open_access: bool,
+}
+
+/// Where the server's certificate chain and key are.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Config {
+    /// Refuses to expose a registry beyond this machine without TLS or
+    /// without authentication, unless a setting named insecure allows it.
+    pub fn refuse_insecure(&self) -> Result<(), ConfigError> {
+        if self.addr.ip().is_loopback() {
+            return Ok(());
+        }
+        if self.tls.is_none() && !self.insecure_plain_http {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve {} over plain HTTP: give --tls-cert and --tls-key (or, to accept that \
+                 passwords and tokens cross the network in the clear, --insecure-plain-http)",
+                self.addr
+            )));
+        }
+        if self.auth.is_none() && !self.insecure_open_access {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve {} without authentication: give --auth FILE (or, to let anyone who \
+                 reaches the port push and delete, --insecure-open-access)",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `urn:berth:<host name>`, the default CloudEvents source.
@@ -196,7 +261,26 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("berth-data"));
         let signing_key = args.signing_key.clone().or(file.signing_key);
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "tls_cert and tls_key go together: give both or neither".into(),
+                ));
+            }
+        };
         Ok(Config {
+            auth: args.auth.clone().or(file.auth),
+            token_secret: data_dir.join("token-secret"),
+            tls,
+            insecure_plain_http: args.insecure_plain_http
+                || file.insecure_plain_http.unwrap_or(false),
+            insecure_open_access: args.insecure_open_access
+                || file.insecure_open_access.unwrap_or(false),
             policy: args
                 .policy
                 .clone()
@@ -309,6 +393,28 @@ mod tests {
         assert_eq!(c.limits.max_manifest_bytes, 20);
         assert_eq!(c.io_threads.get(), 8);
         assert_eq!(c.client_timeout, None);
+
+        // Beyond loopback, only with TLS and authentication, or said to be insecure.
+        let e = c.refuse_insecure().unwrap_err().to_string();
+        assert!(
+            e.contains("--tls-cert") && e.contains("--insecure-plain-http"),
+            "{e}"
+        );
+        let mut c2 = c.clone();
+        c2.insecure_plain_http = true;
+        let e = c2.refuse_insecure().unwrap_err().to_string();
+        assert!(
+            e.contains("--auth") && e.contains("--insecure-open-access"),
+            "{e}"
+        );
+        c2.insecure_open_access = true;
+        assert!(c2.refuse_insecure().is_ok());
+        c2.addr = "127.0.0.1:1".parse().unwrap();
+        c2.insecure_plain_http = false;
+        c2.insecure_open_access = false;
+        assert!(c2.refuse_insecure().is_ok(), "loopback");
+        c2.addr = "[::1]:1".parse().unwrap();
+        assert!(c2.refuse_insecure().is_ok(), "loopback v6");
 
         std::fs::write(&path, "adress = \"typo\"\n").unwrap();
         assert!(matches!(

@@ -3,6 +3,7 @@
 //! Layers, each depending only on those below it: `http` (axum edge) → `registry`
 //! (use cases) → `store` (blob and metadata storage) → `oci` (pure types).
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

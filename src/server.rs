@@ -12,6 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::governance::policy::Policy;
 use crate::governance::signing::SigningKey;
@@ -66,6 +67,32 @@ fn load_signing_key(config: &Config) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
+/// Authentication from the auth file, or open access without one; the token
+/// key from the auth file's `token.secret_file` or the data directory.
+fn open_auth(config: &Config) -> anyhow::Result<Auth> {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let Some(path) = &config.auth else {
+        let secret = crate::auth::load_secret(&config.token_secret).map_err(anyhow::Error::msg)?;
+        return Ok(Auth::open(secret)
+            .map_err(anyhow::Error::msg)?
+            .with_scheme(scheme));
+    };
+    let file = crate::auth::AuthFile::read(path)?;
+    let secret_path = file
+        .token
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| config.token_secret.clone());
+    let secret = crate::auth::load_secret(&secret_path).map_err(anyhow::Error::msg)?;
+    let auth = Auth::from_file(path, secret).map_err(anyhow::Error::msg)?;
+    tracing::info!(auth = %path.display(), users = file.users.len(), grants = file.rules.len(), "authentication on");
+    Ok(auth.with_scheme(scheme))
+}
+
 /// Opens the embedded stores under `config.data_dir`.
 pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     std::fs::create_dir_all(&config.data_dir)
@@ -109,13 +136,16 @@ fn raise_open_files_limit() -> Option<u64> {
 
 /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.refuse_insecure()?;
     let open_files = raise_open_files_limit();
     let registry = open_registry(&config)?;
-    let app = App::new(registry);
+    let auth = open_auth(&config)?;
+    auth.set_robots(registry.robots().await?);
+    let app = App::with_auth(registry, auth);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
     app.registry.sync_deliveries();
     tokio::spawn(finish_attestations(app.clone()));
-    tokio::spawn(reload_policy_on_hangup(app.clone()));
+    tokio::spawn(reload_on_hangup(app.clone()));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
@@ -274,9 +304,9 @@ async fn finish_attestations(app: Arc<App>) {
     }
 }
 
-/// SIGHUP reads the policy file again; a bad one is refused and logged, and
-/// the policy in force stays.
-async fn reload_policy_on_hangup(app: Arc<App>) {
+/// SIGHUP reads the policy and auth files again; a bad one is refused and
+/// logged, and the one in force stays.
+async fn reload_on_hangup(app: Arc<App>) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -289,6 +319,13 @@ async fn reload_policy_on_hangup(app: Arc<App>) {
                 Ok(false) => tracing::info!("policy unchanged"),
                 Err(e) => {
                     tracing::error!(error = %e, "policy not reloaded; the one in force stays")
+                }
+            }
+            match app.auth.reload() {
+                Ok(true) => tracing::info!("auth file reloaded"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "auth file not reloaded; the one in force stays")
                 }
             }
         }

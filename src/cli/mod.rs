@@ -1,6 +1,7 @@
 //! The `berth` command line: `serve`, and client commands that talk to a registry
 //! over HTTP like any other client.
 
+mod accounts;
 mod api;
 mod attach;
 mod audit;
@@ -83,6 +84,10 @@ pub enum Command {
     Verify(sign::VerifyArgs),
     /// The audit log: list, export, verify.
     Audit(audit::AuditArgs),
+    /// Users of the auth file (on the registry's machine): add, passwd, remove, list.
+    User(accounts::UserArgs),
+    /// Robot accounts for CI (through the admin API): create, list, revoke.
+    Robot(accounts::RobotArgs),
 }
 
 /// Runs a client command (everything but `serve`).
@@ -108,5 +113,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Sign(a) => sign::sign(a).await,
         Command::Verify(a) => sign::verify(a).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::User(a) => accounts::user(a),
+        Command::Robot(a) => accounts::robot(a).await,
     }
 }

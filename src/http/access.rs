@@ -7,10 +7,6 @@ use crate::governance::policy::RepoGlob;
 use crate::oci::{RepoName, Tag};
 use crate::store::Actor;
 
-/// The challenge of a 401. (Basic until the registry token flow exists; then a
-/// Bearer challenge naming the realm, service and scope.)
-pub const CHALLENGE: &str = "Basic realm=\"berth\"";
-
 /// What a request does, to a repository or (without one) to the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -37,12 +33,36 @@ impl Action {
         }
     }
 
+    /// An action as a grant or a token names it: `pull`, `promote`, `promote/prod`, ….
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "pull" => Action::Pull,
+            "push" => Action::Push,
+            "delete" => Action::Delete,
+            "promote" => Action::Promote(None),
+            "approve" => Action::Approve,
+            "admin" => Action::Admin,
+            _ => Action::Promote(Some(s.strip_prefix("promote/")?.parse().ok()?)),
+        })
+    }
+
     /// Whether holding `self` allows `wanted`.
-    fn covers(&self, wanted: &Action) -> bool {
+    pub fn covers(&self, wanted: &Action) -> bool {
         match (self, wanted) {
             (Action::Promote(None), Action::Promote(_)) => true,
             (have, want) => have == want,
         }
+    }
+}
+
+/// As a grant or a token writes it (`promote/prod` for one alias).
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        if let Action::Promote(Some(alias)) = self {
+            write!(f, "/{}", alias.as_str())?;
+        }
+        Ok(())
     }
 }
 
@@ -67,39 +87,69 @@ impl Scope {
     }
 }
 
+/// The name of the registry itself in a scope (`registry:berth:admin`).
+pub const REGISTRY_SCOPE_NAME: &str = "berth";
+
 /// In the registry token spec's form: `repository:<name>:<action>`, with the
 /// alias after the action for a per-alias promotion; `registry:berth:<action>`
 /// for the registry itself.
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repo {
-            Some(repo) => write!(f, "repository:{}:{}", repo.as_str(), self.action.name())?,
-            None => write!(f, "registry:berth:{}", self.action.name())?,
+            Some(repo) => write!(f, "repository:{}:{}", repo.as_str(), self.action),
+            None => write!(f, "registry:{REGISTRY_SCOPE_NAME}:{}", self.action),
         }
-        if let Action::Promote(Some(alias)) = &self.action {
-            write!(f, "/{}", alias.as_str())?;
-        }
-        Ok(())
     }
 }
 
 /// Why a request may not go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
-    /// No one proven is asking and the scope is not open to anyone: answered
-    /// 401, so that a client logs in and asks again.
-    #[error("authentication required for {scope}")]
-    Unauthenticated { scope: Scope },
+    /// No one proven is asking and the scope (or, for the version check, any
+    /// access at all) is not open to anyone: answered 401, so that a client
+    /// logs in and asks again.
+    #[error("authentication required{}", for_scope(.scope))]
+    Unauthenticated { scope: Option<Scope> },
+    /// A bearer token that does not carry the scope: answered 401 with
+    /// `error="insufficient_scope"`, so that a client asks for a token that does.
+    #[error("the token does not grant {scope}")]
+    InsufficientScope { scope: Scope },
+    /// Credentials that prove nothing (a wrong password, an expired or revoked
+    /// token): answered 401.
+    #[error("{0}")]
+    BadCredentials(String),
+    /// Too many failed logins from this client: answered 429 until `retry_after_secs`.
+    #[error("too many failed logins; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     /// The one asking may not: answered 403.
     #[error("{who} may not {scope}")]
     Forbidden { who: String, scope: Scope },
 }
 
+fn for_scope(scope: &Option<Scope>) -> String {
+    scope
+        .as_ref()
+        .map(|s| format!(" for {s}"))
+        .unwrap_or_default()
+}
+
 impl Denial {
-    pub fn scope(&self) -> &Scope {
+    pub fn scope(&self) -> Option<&Scope> {
         match self {
-            Denial::Unauthenticated { scope } | Denial::Forbidden { scope, .. } => scope,
+            Denial::Unauthenticated { scope } => scope.as_ref(),
+            Denial::InsufficientScope { scope } | Denial::Forbidden { scope, .. } => Some(scope),
+            Denial::BadCredentials(_) | Denial::TooManyAttempts { .. } => None,
         }
+    }
+
+    /// Whether the answer is a 401 (and so carries a challenge).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(
+            self,
+            Denial::Unauthenticated { .. }
+                | Denial::InsufficientScope { .. }
+                | Denial::BadCredentials(_)
+        )
     }
 }
 
@@ -108,32 +158,104 @@ impl Denial {
 pub enum Subject {
     /// Anyone, proven or not.
     Anyone,
-    /// One proven identity.
-    Named(String),
+    /// Any proven identity.
+    Authenticated,
+    /// One user of the auth file.
+    User(String),
+    /// One robot account.
+    Robot(String),
+    /// The members of a group (users by the auth file, robots by their record).
+    Group(String),
+}
+
+impl Subject {
+    /// `anonymous`, `authenticated`, `user:NAME`, `robot:NAME`, `group:NAME`.
+    pub fn parse(s: &str) -> Option<Subject> {
+        Some(match s.split_once(':') {
+            None if s == "anonymous" => Subject::Anyone,
+            None if s == "authenticated" => Subject::Authenticated,
+            Some(("user", n)) if !n.is_empty() => Subject::User(n.to_string()),
+            Some(("robot", n)) if !n.is_empty() => Subject::Robot(n.to_string()),
+            Some(("group", n)) if !n.is_empty() => Subject::Group(n.to_string()),
+            _ => return None,
+        })
+    }
+
+    fn includes(&self, who: &Principal) -> bool {
+        match (self, &who.kind) {
+            (Subject::Anyone, _) => true,
+            (_, PrincipalKind::Anonymous) => false,
+            (Subject::Authenticated, _) => true,
+            (Subject::User(n), PrincipalKind::User) | (Subject::Robot(n), PrincipalKind::Robot) => {
+                who.id == *n
+            }
+            (Subject::Group(g), _) => who.groups.iter().any(|m| m == g),
+            _ => false,
+        }
+    }
+}
+
+/// What kind of identity a request proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// Nothing proven (a claimed `Berth-Actor` name is still anonymous to the rules).
+    Anonymous,
+    User,
+    Robot,
+}
+
+/// Who asks, as the rules see them.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// As changes are recorded (a robot's actor name is `robot+NAME`).
+    pub actor: Actor,
+    pub kind: PrincipalKind,
+    /// The user or robot name rules name it by.
+    pub id: String,
+    pub groups: Vec<String>,
+    /// A bearer token's grants: the most the request may do, whatever the
+    /// rules would allow (`None`: not a token).
+    pub token: Option<Vec<Scope>>,
+}
+
+impl Principal {
+    pub fn anonymous(actor: Actor) -> Principal {
+        Principal {
+            actor,
+            kind: PrincipalKind::Anonymous,
+            id: String::new(),
+            groups: Vec::new(),
+            token: None,
+        }
+    }
+
+    /// Whether the request carried anything that proves who asks (a token,
+    /// even an anonymous one, counts: the version check needs no more).
+    pub fn presented_credentials(&self) -> bool {
+        self.kind != PrincipalKind::Anonymous || self.token.is_some()
+    }
 }
 
 /// One grant: a subject may take these actions on the repositories a glob
 /// matches, or on the registry itself.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    pub subject: Subject,
+    pub subjects: Vec<Subject>,
     /// `None`: the registry itself.
     pub repos: Option<RepoGlob>,
     pub actions: Vec<Action>,
 }
 
 impl Rule {
-    fn allows(&self, who: &Actor, scope: &Scope) -> bool {
-        let subject = match &self.subject {
-            Subject::Anyone => true,
-            Subject::Named(name) => who.authenticated && &who.name == name,
-        };
+    fn allows(&self, who: &Principal, scope: &Scope) -> bool {
         let place = match (&self.repos, &scope.repo) {
             (Some(glob), Some(repo)) => glob.matches(repo.as_str()),
             (None, None) => true,
             _ => false,
         };
-        subject && place && self.actions.iter().any(|a| a.covers(&scope.action))
+        place
+            && self.actions.iter().any(|a| a.covers(&scope.action))
+            && self.subjects.iter().any(|s| s.includes(who))
     }
 }
 
@@ -147,25 +269,60 @@ pub enum Access {
 }
 
 impl Access {
+    /// Whether anyone may do anything (no authentication configured).
+    pub fn is_open(&self) -> bool {
+        matches!(self, Access::Open)
+    }
+
     /// The one check: may `who` have every scope in `needs`? The `Grant` says what
     /// else it may see, for listings that show only what the caller may pull.
-    pub fn authorize<'a>(&'a self, who: &'a Actor, needs: &[Scope]) -> Result<Grant<'a>, Denial> {
+    pub fn authorize<'a>(
+        &'a self,
+        who: &'a Principal,
+        needs: &[Scope],
+    ) -> Result<Grant<'a>, Denial> {
         let grant = Grant { access: self, who };
         for scope in needs {
-            if !grant.may(scope) {
-                return Err(if who.authenticated {
-                    Denial::Forbidden {
-                        who: who.name.clone(),
-                        scope: scope.clone(),
-                    }
-                } else {
-                    Denial::Unauthenticated {
-                        scope: scope.clone(),
-                    }
-                });
+            if grant.may(scope) {
+                continue;
             }
+            return Err(if who.token.is_some() && grant.rules_allow(scope) {
+                Denial::InsufficientScope {
+                    scope: scope.clone(),
+                }
+            } else if who.kind != PrincipalKind::Anonymous {
+                Denial::Forbidden {
+                    who: who.actor.name.clone(),
+                    scope: scope.clone(),
+                }
+            } else {
+                Denial::Unauthenticated {
+                    scope: Some(scope.clone()),
+                }
+            });
         }
         Ok(grant)
+    }
+
+    /// Of `wanted`, the actions on `repo` (or the registry) that `who` may take:
+    /// what a token asked for that scope is downgraded to.
+    pub fn allowed<'a>(
+        &self,
+        who: &Principal,
+        repo: Option<&RepoName>,
+        wanted: impl IntoIterator<Item = &'a Action>,
+    ) -> Vec<Action> {
+        let grant = Grant { access: self, who };
+        wanted
+            .into_iter()
+            .filter(|a| {
+                grant.rules_allow(&Scope {
+                    repo: repo.cloned(),
+                    action: (*a).clone(),
+                })
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -173,14 +330,32 @@ impl Access {
 #[derive(Clone, Copy)]
 pub struct Grant<'a> {
     access: &'a Access,
-    who: &'a Actor,
+    who: &'a Principal,
 }
 
 impl Grant<'_> {
+    /// Whether the request may have `scope`: the rules allow it, and a token,
+    /// if that is how the request proved itself, carries it.
     pub fn may(&self, scope: &Scope) -> bool {
+        let in_token = match &self.who.token {
+            None => true,
+            Some(granted) => granted
+                .iter()
+                .any(|g| g.repo == scope.repo && g.action.covers(&scope.action)),
+        };
+        in_token && self.rules_allow(scope)
+    }
+
+    /// The rules alone. A registry admin may do anything.
+    fn rules_allow(&self, scope: &Scope) -> bool {
         match self.access {
             Access::Open => true,
-            Access::Rules(rules) => rules.iter().any(|r| r.allows(self.who, scope)),
+            Access::Rules(rules) => {
+                let admin = Scope::registry(Action::Admin);
+                rules
+                    .iter()
+                    .any(|r| r.allows(self.who, scope) || r.allows(self.who, &admin))
+            }
         }
     }
 
@@ -189,9 +364,10 @@ impl Grant<'_> {
         matches!(self.access, Access::Open)
     }
 
-    /// Whether a listing may show `repo`.
+    /// Whether a listing may show `repo`: by the rules, whatever scopes a
+    /// token was asked for (a catalog token names no repository).
     pub fn may_pull(&self, repo: &RepoName) -> bool {
-        self.may(&Scope::repo(repo, Action::Pull))
+        self.rules_allow(&Scope::repo(repo, Action::Pull))
     }
 }
 
@@ -199,11 +375,17 @@ impl Grant<'_> {
 mod tests {
     use super::*;
 
-    fn actor(name: &str, authenticated: bool) -> Actor {
-        Actor {
-            name: name.into(),
-            address: None,
-            authenticated,
+    fn who(kind: PrincipalKind, id: &str, groups: &[&str]) -> Principal {
+        Principal {
+            actor: Actor {
+                name: id.into(),
+                address: None,
+                authenticated: kind != PrincipalKind::Anonymous,
+            },
+            kind,
+            id: id.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            token: None,
         }
     }
 
@@ -215,43 +397,49 @@ mod tests {
         r.parse().unwrap()
     }
 
+    fn rule(subjects: &[&str], repos: Option<&str>, actions: &[&str]) -> Rule {
+        Rule {
+            subjects: subjects
+                .iter()
+                .map(|s| Subject::parse(s).unwrap())
+                .collect(),
+            repos: repos.and_then(glob),
+            actions: actions.iter().map(|a| Action::parse(a).unwrap()).collect(),
+        }
+    }
+
+    fn pull(r: &str) -> Scope {
+        Scope::repo(&repo(r), Action::Pull)
+    }
+
+    fn promote(r: &str, a: &str) -> Scope {
+        Scope::repo(&repo(r), Action::Promote(Some(a.parse().unwrap())))
+    }
+
     #[test]
     fn rules_grant_only_what_they_name() {
         let access = Access::Rules(vec![
-            Rule {
-                subject: Subject::Anyone,
-                repos: glob("public/**"),
-                actions: vec![Action::Pull],
-            },
-            Rule {
-                subject: Subject::Named("ci".into()),
-                repos: glob("team/*"),
-                actions: vec![Action::Pull, Action::Push, Action::Promote(None)],
-            },
-            Rule {
-                subject: Subject::Named("sre".into()),
-                repos: glob("team/*"),
-                actions: vec![Action::Promote(Some("prod".parse().unwrap()))],
-            },
+            rule(&["anonymous"], Some("public/**"), &["pull"]),
+            rule(&["user:ci"], Some("team/*"), &["pull", "push", "promote"]),
+            rule(&["group:sre"], Some("team/*"), &["promote/prod"]),
+            rule(&["user:root"], None, &["admin"]),
         ]);
-        let anon = actor("anonymous", false);
-        let ci = actor("ci", true);
-        let claimed_ci = actor("ci", false);
-        let sre = actor("sre", true);
-        let pull = |r: &str| Scope::repo(&repo(r), Action::Pull);
-        let promote =
-            |r: &str, a: &str| Scope::repo(&repo(r), Action::Promote(Some(a.parse().unwrap())));
+        let anon = who(PrincipalKind::Anonymous, "", &[]);
+        let ci = who(PrincipalKind::User, "ci", &[]);
+        let robot_ci = who(PrincipalKind::Robot, "ci", &[]);
+        let sre = who(PrincipalKind::User, "bob", &["sre"]);
+        let root = who(PrincipalKind::User, "root", &[]);
 
         assert!(access.authorize(&anon, &[pull("public/a/b")]).is_ok());
         assert_eq!(
             access.authorize(&anon, &[pull("team/m")]).err(),
             Some(Denial::Unauthenticated {
-                scope: pull("team/m")
+                scope: Some(pull("team/m"))
             })
         );
         assert!(access.authorize(&ci, &[pull("team/m")]).is_ok());
-        // A claimed name is not the identity.
-        assert!(access.authorize(&claimed_ci, &[pull("team/m")]).is_err());
+        // A user's grant is not a robot's of the same name.
+        assert!(access.authorize(&robot_ci, &[pull("team/m")]).is_err());
         // `*` stays within one segment.
         assert!(access.authorize(&ci, &[pull("team/m/x")]).is_err());
         assert!(
@@ -265,7 +453,7 @@ mod tests {
                 .authorize(&sre, &[promote("team/m", "staging")])
                 .err(),
             Some(Denial::Forbidden {
-                who: "sre".into(),
+                who: "bob".into(),
                 scope: promote("team/m", "staging")
             })
         );
@@ -275,10 +463,48 @@ mod tests {
                 .authorize(&ci, &[pull("team/m"), Scope::registry(Action::Admin)])
                 .is_err()
         );
+        // A registry admin may do anything.
+        assert!(
+            access
+                .authorize(&root, &[pull("any/where"), promote("x", "prod")])
+                .is_ok()
+        );
         assert!(
             Access::Open
                 .authorize(&anon, &[Scope::registry(Action::Admin)])
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_token_grants_at_most_its_scopes() {
+        let access = Access::Rules(vec![rule(&["user:ci"], Some("team/*"), &["pull", "push"])]);
+        let mut ci = who(PrincipalKind::User, "ci", &[]);
+        ci.token = Some(vec![pull("team/m")]);
+        assert!(access.authorize(&ci, &[pull("team/m")]).is_ok());
+        // Allowed by the rules but not in the token: ask for another token.
+        let push = Scope::repo(&repo("team/m"), Action::Push);
+        assert_eq!(
+            access.authorize(&ci, std::slice::from_ref(&push)).err(),
+            Some(Denial::InsufficientScope { scope: push })
+        );
+        // A token cannot carry more than the rules allow now.
+        ci.token = Some(vec![pull("other")]);
+        assert!(matches!(
+            access.authorize(&ci, &[pull("other")]).err(),
+            Some(Denial::Forbidden { .. })
+        ));
+        // Downgrade: of pull, push and delete, only what the rules allow.
+        let wanted = [Action::Pull, Action::Push, Action::Delete];
+        assert_eq!(
+            access.allowed(&ci, Some(&repo("team/m")), &wanted),
+            vec![Action::Pull, Action::Push]
+        );
+        let anon = who(PrincipalKind::Anonymous, "", &[]);
+        assert!(
+            access
+                .allowed(&anon, Some(&repo("team/m")), &wanted)
+                .is_empty()
         );
     }
 
@@ -289,12 +515,29 @@ mod tests {
             "repository:team/m:pull"
         );
         assert_eq!(
-            Scope::repo(&repo("m"), Action::Promote(Some("prod".parse().unwrap()))).to_string(),
+            promote("m", "prod").to_string(),
             "repository:m:promote/prod"
         );
         assert_eq!(
             Scope::registry(Action::Admin).to_string(),
             "registry:berth:admin"
         );
+        for a in [
+            "pull",
+            "push",
+            "delete",
+            "promote",
+            "promote/prod",
+            "approve",
+            "admin",
+        ] {
+            assert_eq!(Action::parse(a).unwrap().to_string(), a);
+        }
+        for bad in ["", "Pull", "promote/", "promote/../x", "promote/a b", "*"] {
+            assert_eq!(Action::parse(bad), None, "{bad:?}");
+        }
+        for bad in ["", "user:", "group", "robot:", "admin:x", "Anonymous"] {
+            assert_eq!(Subject::parse(bad), None, "{bad:?}");
+        }
     }
 }

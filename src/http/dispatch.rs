@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 
 use super::App;
-use super::access::{CHALLENGE, Denial, Grant, Scope};
+use super::access::{Denial, Grant, Principal, Scope};
 use super::actor::{ClientAddr, actor_of};
+use super::authn;
+use crate::auth::AuthState;
 use crate::oci::RepoName;
 use crate::store::Actor;
 
@@ -31,6 +32,7 @@ pub(super) struct Call<'a, E> {
     pub parts: &'a Parts,
     pub endpoint: &'a E,
     pub actor: &'a Actor,
+    pub principal: &'a Principal,
     pub grant: Grant<'a>,
 }
 
@@ -40,8 +42,14 @@ pub(crate) trait Routed {
     fn route(&self) -> &'static str;
     fn repo(&self) -> Option<&RepoName>;
     /// Every scope a method on the endpoint needs (none: open to anyone, such
-    /// as the version check or a listing that shows only what the caller may pull).
+    /// as a listing that shows only what the caller may pull).
     fn needs(&self, method: &Method) -> Vec<Scope>;
+    /// Whether the endpoint answers only a caller who presents credentials
+    /// (any: an anonymous token will do) when access is not open: the
+    /// version check, by which clients learn how to log in.
+    fn asks_who(&self) -> bool {
+        false
+    }
 }
 
 /// One API surface: how its paths parse, how an endpoint is handled and how
@@ -82,45 +90,76 @@ pub(super) async fn dispatch<S: Surface>(State(app): State<Arc<App>>, req: Reque
     if let Some(repo) = endpoint.repo() {
         span.record("repo", repo.as_str());
     }
-    let (result, challenge) = match actor_and_needs::<S>(&parts, &endpoint) {
-        Ok((actor, needs)) => match app.access.authorize(&actor, &needs) {
-            Ok(grant) => {
-                let call = Call {
-                    app: &app,
-                    parts: &parts,
-                    endpoint: &endpoint,
-                    actor: &actor,
-                    grant,
-                };
-                (S::handle(call, body).await, false)
+    let state = app.auth.current();
+    let (result, denial) = match principal::<S>(&app, &state, &parts).await {
+        Ok(principal) => {
+            span.record("actor", principal.actor.name.as_str());
+            span.record("auth", authn::auth_kind(&principal));
+            match authorize(&state, &principal, &endpoint, &parts.method) {
+                Ok(grant) => {
+                    let call = Call {
+                        app: &app,
+                        parts: &parts,
+                        endpoint: &endpoint,
+                        actor: &principal.actor,
+                        principal: &principal,
+                        grant,
+                    };
+                    (S::handle(call, body).await, None)
+                }
+                Err(denial) => {
+                    let who = principal
+                        .presented_credentials()
+                        .then_some(&principal.actor);
+                    authn::note_denial(&app, who, principal.actor.address.clone(), &denial).await;
+                    (Err(denial.clone().into()), Some(denial))
+                }
             }
-            Err(denial) => {
-                tracing::warn!(actor = %actor.name, scope = %denial.scope(), "denied");
-                let unauthenticated = matches!(denial, Denial::Unauthenticated { .. });
-                (Err(denial.into()), unauthenticated)
-            }
-        },
-        Err(e) => (Err(e), false),
+        }
+        Err((e, denial)) => (Err(e), denial),
     };
     let mut resp = S::respond(Some(&endpoint), result);
-    if challenge {
-        // A 401 says how to authenticate (RFC 9110), on either surface.
-        resp.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+    if let Some(denial) = denial {
+        // A 401 says how to authenticate (RFC 9110), a 429 when to come back,
+        // on either surface.
+        for (name, value) in authn::denial_headers(&app, &parts, &denial) {
+            resp.headers_mut().insert(name, value);
+        }
     }
     resp.extensions_mut().insert(RouteName(route));
     resp
 }
 
-/// Who asks, and what the request needs.
-fn actor_and_needs<S: Surface>(
+/// The one check of an endpoint's needs.
+fn authorize<'a, E: Routed>(
+    state: &'a AuthState,
+    who: &'a Principal,
+    endpoint: &E,
+    method: &Method,
+) -> Result<Grant<'a>, Denial> {
+    if endpoint.asks_who() && !state.access.is_open() && !who.presented_credentials() {
+        return Err(Denial::Unauthenticated { scope: None });
+    }
+    state.access.authorize(who, &endpoint.needs(method))
+}
+
+/// Who asks: the identity the request proves, or else the anonymous caller
+/// (with the name it claims in `Berth-Actor`, recorded as claimed).
+async fn principal<S: Surface>(
+    app: &App,
+    state: &AuthState,
     parts: &Parts,
-    endpoint: &S::Endpoint,
-) -> Result<(Actor, Vec<Scope>), S::Error> {
-    let peer = parts.extensions.get::<ClientAddr>();
-    let actor = actor_of(&parts.method, &parts.headers, peer).map_err(S::actor_invalid)?;
-    tracing::Span::current().record("actor", actor.name.as_str());
-    Ok((actor, endpoint.needs(&parts.method)))
+) -> Result<Principal, (S::Error, Option<Denial>)> {
+    match authn::proven(app, state, parts).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => {
+            let peer = parts.extensions.get::<ClientAddr>();
+            actor_of(&parts.method, &parts.headers, peer)
+                .map(Principal::anonymous)
+                .map_err(|m| (S::actor_invalid(m), None))
+        }
+        Err(denial) => Err((denial.clone().into(), Some(denial))),
+    }
 }
 
 #[cfg(test)]
@@ -128,8 +167,9 @@ mod tests {
     use axum::http::{Method, StatusCode, header};
     use tower::ServiceExt;
 
+    use crate::auth::Auth;
     use crate::config::{Config, ServeArgs};
-    use crate::http::access::{Access, Action, Rule, Subject};
+    use crate::http::access::{Action, Rule, Subject};
     use crate::http::{App, router};
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -139,7 +179,7 @@ mod tests {
     fn every_endpoint() -> Vec<(Method, String, bool)> {
         let m = "/api/v1/models/team/m";
         let mut v = vec![
-            (Method::GET, "/v2/".to_string(), false),
+            (Method::GET, "/v2/".to_string(), true),
             (Method::GET, "/v2/_catalog".into(), false),
             (Method::GET, "/v2/team/m/tags/list".into(), true),
             (Method::GET, format!("/v2/team/m/referrers/{D}"), true),
@@ -194,7 +234,7 @@ mod tests {
         v
     }
 
-    async fn app_with(access: Access) -> (tempfile::TempDir, axum::Router) {
+    async fn app_with(auth: Auth) -> (tempfile::TempDir, axum::Router) {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::resolve(&ServeArgs {
             data_dir: Some(dir.path().to_path_buf()),
@@ -202,7 +242,7 @@ mod tests {
         })
         .unwrap();
         let registry = crate::server::open_registry(&config).unwrap();
-        (dir, router(App::with_access(registry, access)))
+        (dir, router(App::with_auth(registry, auth)))
     }
 
     async fn send(app: &axum::Router, method: Method, path: &str) -> axum::response::Response {
@@ -219,7 +259,7 @@ mod tests {
     async fn every_endpoint_is_authorized_before_it_is_handled() {
         // No rule grants anything: every endpoint that needs a scope must be
         // refused, whatever its handler would have done.
-        let (_dir, app) = app_with(Access::Rules(Vec::new())).await;
+        let (_dir, app) = app_with(Auth::with_rules(Vec::new())).await;
         for (method, path, needs_scope) in every_endpoint() {
             let resp = send(&app, method.clone(), &path).await;
             if needs_scope {
@@ -237,7 +277,7 @@ mod tests {
             }
         }
         // Nothing was written on the way: the refused PUTs left no manifest.
-        let (_dir2, open) = app_with(Access::Open).await;
+        let (_dir2, open) = app_with(Auth::open_ephemeral()).await;
         assert_eq!(
             send(&open, Method::GET, "/v2/team/m/manifests/v1")
                 .await
@@ -248,12 +288,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_grant_lets_only_its_action_through() {
-        let access = Access::Rules(vec![Rule {
-            subject: Subject::Anyone,
+        let auth = Auth::with_rules(vec![Rule {
+            subjects: vec![Subject::Anyone],
             repos: Some("team/*".to_string().try_into().unwrap()),
             actions: vec![Action::Pull],
         }]);
-        let (_dir, app) = app_with(access).await;
+        let (_dir, app) = app_with(auth).await;
         let get = send(&app, Method::GET, "/v2/team/m/manifests/v1").await;
         assert_eq!(
             get.status(),

@@ -176,6 +176,10 @@ impl Routed for Endpoint {
         };
         vec![Scope::repo(repo, action)]
     }
+
+    fn asks_who(&self) -> bool {
+        matches!(self, Endpoint::Base)
+    }
 }
 
 #[cfg(test)]

@@ -65,23 +65,18 @@ impl ApiError {
     }
 }
 
-/// 401 `UNAUTHORIZED` (the dispatcher adds the challenge), so that a client
-/// logs in and asks again; 403 `DENIED` for one who is known and may not.
+/// A denial in the OCI error format; the dispatcher adds its headers.
 impl From<Denial> for ApiError {
     fn from(d: Denial) -> Self {
-        let mut api = match &d {
-            Denial::Unauthenticated { .. } => ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "authentication required",
-            ),
-            Denial::Forbidden { .. } => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "DENIED",
-                "requested access to the resource is denied",
-            ),
+        let (status, code) = super::api::denial_status(&d);
+        let message = match &d {
+            Denial::Forbidden { .. } => "requested access to the resource is denied".to_string(),
+            d => d.to_string(),
         };
-        api.detail = Some(json!({ "scope": d.scope().to_string() }));
+        let mut api = ApiError::new(status, code, message);
+        if let Some(scope) = d.scope() {
+            api.detail = Some(json!({ "scope": scope.to_string() }));
+        }
         api
     }
 }
@@ -125,7 +120,10 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::BAD_REQUEST, "UNSUPPORTED")
             }
             E::TagDenied(_) | E::GateFailed(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            E::TagStale { .. } | E::Conflict(_) => (StatusCode::CONFLICT, "UNSUPPORTED"),
+            E::TagStale { .. } | E::Conflict(_) | E::RobotExists(_) => {
+                (StatusCode::CONFLICT, "UNSUPPORTED")
+            }
+            E::RobotUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         if status.is_server_error() {

@@ -70,6 +70,11 @@ pub struct Metrics {
     pub bytes_out: Family<RouteLabels, Counter>,
     pub upload_sessions: Gauge,
     pub connections: ConnectionMetrics,
+    /// Requests refused by authentication or access control, by reason
+    /// (`unauthenticated`, `insufficient_scope`, `bad_credentials`, `backoff`, `forbidden`).
+    pub denials: Family<ReasonLabels, Counter>,
+    /// Tokens issued by the token endpoint.
+    pub tokens_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -115,8 +120,22 @@ impl Metrics {
         );
         let connections = ConnectionMetrics::default();
         connections.register(&mut r);
+        let denials = Family::<ReasonLabels, Counter>::default();
+        r.register(
+            "auth_denials",
+            "Requests refused by authentication or access control, by reason",
+            denials.clone(),
+        );
+        let tokens_issued = Counter::default();
+        r.register(
+            "auth_tokens_issued",
+            "Registry tokens issued",
+            tokens_issued.clone(),
+        );
         Metrics {
             connections,
+            denials,
+            tokens_issued,
             registry: Mutex::new(r),
             requests,
             latency: Family::clone(&latency),
@@ -134,7 +153,10 @@ impl Metrics {
     }
 }
 
-pub async fn scrape(State(app): State<Arc<App>>) -> Response {
+pub async fn scrape(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    if let Err(resp) = super::authn::may_read_metrics(&app, req.headers(), req.extensions()).await {
+        return resp;
+    }
     app.metrics
         .upload_sessions
         .set(app.registry.active_upload_sessions() as i64);

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod actor;
 mod api;
+mod authn;
 mod dispatch;
 mod endpoint;
 mod error;
@@ -23,13 +24,14 @@ pub use endpoint::{Endpoint, EndpointError};
 pub use error::ApiError;
 pub use metrics::{ConnectionMetrics, Metrics, ReasonLabels};
 
+use crate::auth::Auth;
 use crate::registry::Registry;
 
 /// Everything a request handler can reach.
 pub struct App {
     pub registry: Registry,
-    /// Who may do what; checked once per request by the dispatcher.
-    pub access: Access,
+    /// Who asks and what they may do; checked once per request by the dispatcher.
+    pub auth: Auth,
     pub metrics: Metrics,
     /// Set when the server stops: endless responses (event streams) end, so
     /// that a graceful shutdown is not held open by a watching client.
@@ -37,14 +39,15 @@ pub struct App {
 }
 
 impl App {
+    /// Open access: anyone may do anything (loopback, tests).
     pub fn new(registry: Registry) -> Arc<App> {
-        App::with_access(registry, Access::Open)
+        App::with_auth(registry, Auth::open_ephemeral())
     }
 
-    pub fn with_access(registry: Registry, access: Access) -> Arc<App> {
+    pub fn with_auth(registry: Registry, auth: Auth) -> Arc<App> {
         Arc::new(App {
             registry,
-            access,
+            auth,
             metrics: Metrics::new(),
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -58,6 +61,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))
+        .route(authn::TOKEN_PATH, get(authn::token).post(authn::token))
         .route("/api", any(dispatch::dispatch::<api::ModelApi>))
         .route("/api/{*rest}", any(dispatch::dispatch::<api::ModelApi>))
         .fallback(dispatch::dispatch::<v2::V2>)

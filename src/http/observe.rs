@@ -48,6 +48,7 @@ pub async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         route = tracing::field::Empty,
         repo = tracing::field::Empty,
         actor = tracing::field::Empty,
+        auth = tracing::field::Empty,
     );
     let start = Instant::now();
     let method = req.method().to_string();

@@ -7,6 +7,10 @@ use crate::store::{DenyReason, MoveKind, StoreError, TagDenial};
 /// variant to an OCI error code and status in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error("a robot named {0:?} exists or existed; robot names are not reused")]
+    RobotExists(String),
+    #[error("no live robot is named {0:?}")]
+    RobotUnknown(String),
     #[error("repository {0} is not known to the registry")]
     NameUnknown(String),
     #[error("blob {0} is not known to the repository")]

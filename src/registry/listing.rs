@@ -22,9 +22,37 @@ impl Registry {
         Ok(self.meta.list_tags(repo, last, self.page_size(n)).await?)
     }
 
-    /// Repository names in lexical order after `last`.
-    pub async fn list_repos(&self, n: Option<usize>, last: Option<&str>) -> Result<Page> {
-        Ok(self.meta.list_repos(last, self.page_size(n)).await?)
+    /// Repository names in lexical order after `last`, only those `visible`
+    /// accepts (those the caller may pull): a page holds up to `n` of them.
+    pub async fn list_repos(
+        &self,
+        n: Option<usize>,
+        last: Option<&str>,
+        visible: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<Page> {
+        let limit = self.page_size(n);
+        let mut out = Page {
+            items: Vec::new(),
+            more: false,
+        };
+        let mut after = last.map(str::to_string);
+        loop {
+            let page = self.meta.list_repos(after.as_deref(), limit.max(1)).await?;
+            for name in &page.items {
+                if !visible(name) {
+                    continue;
+                }
+                if out.items.len() == limit {
+                    out.more = true;
+                    return Ok(out);
+                }
+                out.items.push(name.clone());
+            }
+            match page.items.last() {
+                Some(l) if page.more => after = Some(l.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally only those of one

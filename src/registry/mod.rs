@@ -1,6 +1,7 @@
 //! Registry use cases, independent of HTTP: uploads, blobs, manifests, tags,
 //! referrers, listings. Built on a `BlobStore` and a `MetaStore`.
 
+mod accounts;
 mod attest;
 mod audit;
 mod blobs;

@@ -83,15 +83,42 @@ impl Registry {
         limit.clamp(1, self.limits.max_page)
     }
 
-    /// Models in name order after `after`.
+    /// Models in name order after `after`, only those `visible` accepts (those
+    /// the caller may pull): a page holds up to `limit` of them.
     pub async fn list_models(
         &self,
         filter: &ModelFilter,
         after: Option<&str>,
         limit: usize,
+        visible: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<ModelPage> {
         let limit = self.api_limit(limit);
-        Ok(self.meta.list_models(after, limit, filter).await?)
+        let mut out = ModelPage {
+            items: Vec::new(),
+            more: false,
+        };
+        let mut after = after.map(str::to_string);
+        loop {
+            let page = self
+                .meta
+                .list_models(after.as_deref(), limit.max(1), filter)
+                .await?;
+            let last = page.items.last().map(|m| m.name.clone());
+            for m in page.items {
+                if !visible(&m.name) {
+                    continue;
+                }
+                if out.items.len() == limit {
+                    out.more = true;
+                    return Ok(out);
+                }
+                out.items.push(m);
+            }
+            match last {
+                Some(l) if page.more => after = Some(l),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Every version of model `repo` with the tags pointing at it; an error if the

@@ -84,10 +84,20 @@ pub enum Action {
     LabelDelete,
     #[serde(rename = "policy.change")]
     PolicyChange,
+    #[serde(rename = "robot.create")]
+    RobotCreate,
+    #[serde(rename = "robot.revoke")]
+    RobotRevoke,
+    /// Credentials that proved nothing (a wrong password, a revoked token).
+    #[serde(rename = "auth.failed")]
+    AuthFailed,
+    /// A proven identity asked for what it may not do.
+    #[serde(rename = "access.denied")]
+    AccessDenied,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 15] = [
         Action::ManifestPush,
         Action::ManifestDelete,
         Action::TagPush,
@@ -99,6 +109,10 @@ impl Action {
         Action::LabelSet,
         Action::LabelDelete,
         Action::PolicyChange,
+        Action::RobotCreate,
+        Action::RobotRevoke,
+        Action::AuthFailed,
+        Action::AccessDenied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +128,10 @@ impl Action {
             Action::LabelSet => "label.set",
             Action::LabelDelete => "label.delete",
             Action::PolicyChange => "policy.change",
+            Action::RobotCreate => "robot.create",
+            Action::RobotRevoke => "robot.revoke",
+            Action::AuthFailed => "auth.failed",
+            Action::AccessDenied => "access.denied",
         }
     }
 

@@ -82,7 +82,7 @@ pub struct ManifestStored {
 /// Metadata storage. Every method is one transaction; the write methods that
 /// change several tables do so atomically, with their audit records.
 #[async_trait]
-pub trait MetaStore: TagStore + AuditStore + ReviewStore {
+pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotStore {
     /// Links a blob into a repository (creating the repository if new).
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> StoreResult<()>;
     /// The size of a blob if it is linked into the repository.

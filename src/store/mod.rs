@@ -9,6 +9,7 @@ pub mod meta;
 pub mod model;
 pub mod redb;
 pub mod review;
+pub mod robots;
 #[cfg(test)]
 mod suite;
 pub mod tags;
@@ -21,6 +22,7 @@ pub use meta::{
 };
 pub use model::{ModelFilter, ModelPage, ModelRecord, ModelSummary};
 pub use review::{Approval, ReviewStore};
+pub use robots::{Robot, RobotStore};
 pub use tags::{
     DenyReason, Expect, HistoryEntry, MoveKind, TagDenial, TagMove, TagMoved, TagPolicy, TagRule,
     TagState, TagStore,

@@ -6,6 +6,7 @@
 mod audit;
 mod models;
 mod review;
+mod robots;
 mod tags;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,7 @@ impl RedbMetaStore {
             tags::create_tables(&txn)?;
             audit::create_tables(&txn)?;
             review::create_tables(&txn)?;
+            robots::create_tables(&txn)?;
         }
         txn.commit()?;
         let head = audit::head(&db.begin_read()?)?.map_or(0, |(seq, _)| seq);

@@ -59,6 +59,12 @@ pub enum ApiEndpoint {
     Events,
     /// `/api/v1/events/deliveries`
     Deliveries,
+    /// `/api/v1/whoami`: who the request proves it is.
+    Whoami,
+    /// `/api/v1/robots`
+    Robots,
+    /// `/api/v1/robots/<name>`
+    Robot { name: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +77,8 @@ pub enum ApiEndpointError {
     Reference(NameError),
     #[error("invalid alias: {0}")]
     Alias(NameError),
+    #[error("invalid robot name {0:?}: 1 to 64 of a-z, 0-9, . _ -")]
+    Robot(String),
 }
 
 impl ApiEndpoint {
@@ -87,7 +95,18 @@ impl ApiEndpoint {
             "events" => return Ok(ApiEndpoint::Events),
             "events/deliveries" => return Ok(ApiEndpoint::Deliveries),
             "models" => return Ok(ApiEndpoint::Models),
-            _ => {}
+            "whoami" => return Ok(ApiEndpoint::Whoami),
+            "robots" => return Ok(ApiEndpoint::Robots),
+            r => {
+                if let Some(name) = r.strip_prefix("robots/") {
+                    if !crate::auth::valid_robot_name(name) {
+                        return Err(ApiEndpointError::Robot(name.chars().take(64).collect()));
+                    }
+                    return Ok(ApiEndpoint::Robot {
+                        name: name.to_string(),
+                    });
+                }
+            }
         }
         let rest = rest
             .strip_prefix("models/")
@@ -174,6 +193,8 @@ impl ApiEndpoint {
             E::Alias { .. } => "GET, HEAD, PUT, DELETE",
             E::Rollback { .. } => "POST",
             E::Policy => "GET, HEAD, PUT",
+            E::Robots => "GET, HEAD, POST",
+            E::Robot { .. } => "GET, HEAD, DELETE",
             _ => "GET, HEAD",
         }
     }
@@ -199,7 +220,10 @@ impl Routed for ApiEndpoint {
             | E::Audit
             | E::AuditExport
             | E::Events
-            | E::Deliveries => None,
+            | E::Deliveries
+            | E::Whoami
+            | E::Robots
+            | E::Robot { .. } => None,
         }
     }
 
@@ -222,6 +246,8 @@ impl Routed for ApiEndpoint {
             E::Audit | E::AuditExport => "api_audit",
             E::Events => "api_events",
             E::Deliveries => "api_deliveries",
+            E::Whoami => "api_whoami",
+            E::Robots | E::Robot { .. } => "api_robots",
         }
     }
 
@@ -231,7 +257,14 @@ impl Routed for ApiEndpoint {
     fn needs(&self, method: &Method) -> Vec<Scope> {
         use ApiEndpoint as E;
         let read = method == Method::GET || method == Method::HEAD;
-        if let E::Policy | E::Audit | E::AuditExport | E::Events | E::Deliveries = self {
+        if let E::Policy
+        | E::Audit
+        | E::AuditExport
+        | E::Events
+        | E::Deliveries
+        | E::Robots
+        | E::Robot { .. } = self
+        {
             return vec![Scope::registry(Action::Admin)];
         }
         let Some(repo) = self.repo() else {

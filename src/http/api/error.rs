@@ -63,6 +63,7 @@ impl From<ApiEndpointError> for ModelApiError {
             ApiEndpointError::Name(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
             ApiEndpointError::Reference(_) => (StatusCode::BAD_REQUEST, "REFERENCE_INVALID"),
             ApiEndpointError::Alias(_) => (StatusCode::BAD_REQUEST, "ALIAS_INVALID"),
+            ApiEndpointError::Robot(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
         };
         ModelApiError::new(status, code, e.to_string())
     }
@@ -70,17 +71,24 @@ impl From<ApiEndpointError> for ModelApiError {
 
 impl From<Denial> for ModelApiError {
     fn from(d: Denial) -> Self {
-        let e = match &d {
-            Denial::Unauthenticated { .. } => ModelApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                format!("authentication required to {}", d.scope()),
-            ),
-            Denial::Forbidden { .. } => {
-                ModelApiError::new(StatusCode::FORBIDDEN, "DENIED", d.to_string())
-            }
-        };
-        e.with("scope", serde_json::json!(d.scope().to_string()))
+        let (status, code) = denial_status(&d);
+        let e = ModelApiError::new(status, code, d.to_string());
+        match d.scope() {
+            Some(scope) => e.with("scope", serde_json::json!(scope.to_string())),
+            None => e,
+        }
+    }
+}
+
+/// The status and code of a denial, on either surface: 401 `UNAUTHORIZED`
+/// (the dispatcher adds the challenge), 429 `TOOMANYREQUESTS`, 403 `DENIED`.
+pub fn denial_status(d: &Denial) -> (StatusCode, &'static str) {
+    match d {
+        Denial::Unauthenticated { .. }
+        | Denial::InsufficientScope { .. }
+        | Denial::BadCredentials(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        Denial::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+        Denial::Forbidden { .. } => (StatusCode::FORBIDDEN, "DENIED"),
     }
 }
 
@@ -121,7 +129,8 @@ impl From<RegistryError> for ModelApiError {
                 return ModelApiError::new(StatusCode::CONFLICT, "GATE_FAILED", e.to_string())
                     .with("report", report);
             }
-            E::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            E::Conflict(_) | E::RobotExists(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            E::RobotUnknown(_) => (StatusCode::NOT_FOUND, "ROBOT_UNKNOWN"),
             E::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID"),
             E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "POLICY_INVALID"),
             E::Store(_)

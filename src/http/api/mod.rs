@@ -4,6 +4,7 @@
 //! versions, aliases, audit, events) and the governed writes (promotions,
 //! rollbacks, approvals, labels, deletes, the policy).
 
+mod accounts;
 mod admin;
 mod aliases;
 mod endpoint;
@@ -11,6 +12,8 @@ mod error;
 mod models;
 mod review;
 mod views;
+
+pub(super) use error::denial_status;
 
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ use error::ModelApiError;
 use super::App;
 
 use super::dispatch::{Call, Surface};
+use crate::http::access::Principal;
 use crate::store::Actor;
 
 /// Items per page unless `limit` says otherwise.
@@ -45,6 +49,8 @@ pub(super) struct ApiCtx<'a> {
     headers: &'a HeaderMap,
     query: &'a Query,
     actor: &'a Actor,
+    principal: &'a Principal,
+    grant: crate::http::access::Grant<'a>,
 }
 
 impl ApiCtx<'_> {
@@ -76,6 +82,8 @@ impl Surface for ModelApi {
             headers: &call.parts.headers,
             query: &query,
             actor: call.actor,
+            principal: call.principal,
+            grant: call.grant,
         };
         handle(&ctx, call.endpoint, &call.parts.method, body).await
     }
@@ -123,7 +131,7 @@ async fn handle(
     let app = ctx.app.as_ref();
     let q = ctx.query;
     match (endpoint, m) {
-        (E::Models, Method::GET) => models::list(app, q).await,
+        (E::Models, Method::GET) => models::list(app, q, ctx.grant).await,
         (E::Versions { repo }, Method::GET) => models::versions(app, repo, q).await,
         (E::Version { repo, reference }, Method::GET) => models::show(app, repo, reference).await,
         (E::Version { repo, reference }, Method::DELETE) => {
@@ -176,6 +184,11 @@ async fn handle(
         (E::AuditExport, Method::GET) => admin::audit_export(ctx).await,
         (E::Events, Method::GET) => admin::events(ctx).await,
         (E::Deliveries, Method::GET) => json(&ctx.app.registry.delivery_status()),
+        (E::Whoami, Method::GET) => accounts::whoami(ctx).await,
+        (E::Robots, Method::GET) => accounts::list(ctx).await,
+        (E::Robots, Method::POST) => accounts::create(ctx, json_body(ctx, body).await?).await,
+        (E::Robot { name }, Method::GET) => accounts::get(ctx, name).await,
+        (E::Robot { name }, Method::DELETE) => accounts::revoke(ctx, name).await,
         _ => Err(ModelApiError::method_not_allowed(
             endpoint.allowed_methods(),
         )),

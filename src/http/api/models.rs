@@ -10,7 +10,11 @@ use crate::oci::{Reference, RepoName};
 use crate::store::ModelFilter;
 
 /// `GET /api/v1/models?q=&annotation=key=value&limit=&cursor=`
-pub(super) async fn list(app: &App, q: &Query) -> Result<Response, ModelApiError> {
+pub(super) async fn list(
+    app: &App,
+    q: &Query,
+    grant: crate::http::access::Grant<'_>,
+) -> Result<Response, ModelApiError> {
     let limit = q.limit()?;
     let after = match q.cursor() {
         Some(c) => Some(decode_token::<ModelsCursor>(c)?.after),
@@ -35,7 +39,12 @@ pub(super) async fn list(app: &App, q: &Query) -> Result<Response, ModelApiError
     }
     let page = app
         .registry
-        .list_models(&filter, after.as_deref(), limit)
+        .list_models(&filter, after.as_deref(), limit, &|name: &str| {
+            grant.sees_everything()
+                || name
+                    .parse::<crate::oci::RepoName>()
+                    .is_ok_and(|r| grant.may_pull(&r))
+        })
         .await?;
     let next_cursor = match (page.more, page.items.last()) {
         (true, Some(last)) => Some(encode_token(&ModelsCursor {
