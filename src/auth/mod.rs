@@ -277,10 +277,10 @@ impl Auth {
             })?;
             return Ok(Some(robot_principal(robot, address)));
         }
-        let claims = state
-            .keys
-            .check(rest)
-            .map_err(|e| Denial::BadCredentials(e.to_string()))?;
+        let claims = state.keys.check(rest).map_err(|e| match e {
+            token::TokenError::Expired => Denial::Expired,
+            e => Denial::BadCredentials(e.to_string()),
+        })?;
         let scopes = token::granted_scopes(&claims.access);
         let mut principal = match claims.kind.as_str() {
             "anonymous" => Principal::anonymous(Actor {

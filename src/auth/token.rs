@@ -112,6 +112,8 @@ pub struct TokenKeys {
 pub enum TokenError {
     #[error("invalid token: {0}")]
     Invalid(String),
+    #[error("the token has expired")]
+    Expired,
     #[error("signing the token: {0}")]
     Sign(String),
 }
@@ -179,7 +181,10 @@ impl TokenKeys {
     pub fn check(&self, token: &str) -> Result<Claims, TokenError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
-            .map_err(|e| TokenError::Invalid(e.to_string()))
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            })
     }
 }
 
@@ -313,6 +318,6 @@ mod tests {
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap();
-        assert!(k.check(&token).is_err());
+        assert!(matches!(k.check(&token), Err(TokenError::Expired)));
     }
 }

@@ -114,10 +114,14 @@ pub enum Denial {
     /// `error="insufficient_scope"`, so that a client asks for a token that does.
     #[error("the token does not grant {scope}")]
     InsufficientScope { scope: Scope },
-    /// Credentials that prove nothing (a wrong password, an expired or revoked
+    /// Credentials that prove nothing (a wrong password, a revoked or forged
     /// token): answered 401.
     #[error("{0}")]
     BadCredentials(String),
+    /// A registry token past its time: answered 401 for the client to fetch a
+    /// new one (the normal end of a token, so not audited).
+    #[error("the token has expired")]
+    Expired,
     /// Too many failed logins from this client: answered 429 until `retry_after_secs`.
     #[error("too many failed logins; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
@@ -138,7 +142,7 @@ impl Denial {
         match self {
             Denial::Unauthenticated { scope } => scope.as_ref(),
             Denial::InsufficientScope { scope } | Denial::Forbidden { scope, .. } => Some(scope),
-            Denial::BadCredentials(_) | Denial::TooManyAttempts { .. } => None,
+            Denial::BadCredentials(_) | Denial::Expired | Denial::TooManyAttempts { .. } => None,
         }
     }
 
@@ -149,6 +153,7 @@ impl Denial {
             Denial::Unauthenticated { .. }
                 | Denial::InsufficientScope { .. }
                 | Denial::BadCredentials(_)
+                | Denial::Expired
         )
     }
 }

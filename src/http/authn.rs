@@ -117,9 +117,12 @@ pub(super) fn denial_headers(
         }
         match denial {
             Denial::InsufficientScope { .. } => c.push_str(",error=\"insufficient_scope\""),
+            Denial::Expired => c.push_str(",error=\"invalid_token\""),
             Denial::BadCredentials(_)
-                if authorization(&parts.headers)
-                    .is_some_and(|a| a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer ")) =>
+                if authorization(&parts.headers).is_some_and(|a| {
+                    a.get(..7)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+                }) =>
             {
                 c.push_str(",error=\"invalid_token\"")
             }
@@ -137,6 +140,7 @@ fn reason(d: &Denial) -> &'static str {
         Denial::Unauthenticated { .. } => "unauthenticated",
         Denial::InsufficientScope { .. } => "insufficient_scope",
         Denial::BadCredentials(_) => "bad_credentials",
+        Denial::Expired => "expired",
         Denial::TooManyAttempts { .. } => "backoff",
         Denial::Forbidden { .. } => "forbidden",
     }

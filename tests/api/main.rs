@@ -4,6 +4,7 @@
 mod common;
 
 mod attacks;
+mod auth;
 mod bad_input;
 mod blobs;
 mod manifests;

@@ -86,7 +86,8 @@ pub fn denial_status(d: &Denial) -> (StatusCode, &'static str) {
     match d {
         Denial::Unauthenticated { .. }
         | Denial::InsufficientScope { .. }
-        | Denial::BadCredentials(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+        | Denial::BadCredentials(_)
+        | Denial::Expired => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
         Denial::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Denial::Forbidden { .. } => (StatusCode::FORBIDDEN, "DENIED"),
     }
