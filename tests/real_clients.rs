@@ -9,6 +9,12 @@
 //!   podman and containerd): Docker schema 2 and OCI pushes by podman, pulled back by
 //!   podman and by a private containerd (`ctr`), unpacked, and pushed again by `ctr`.
 //!
+//! - `clients_log_in`: tests/clients/login_roundtrip.sh against a server with an
+//!   auth file: skopeo login (a wrong password refused), podman push and pull with
+//!   the stored credentials, refused after logout; containerd pulls and pushes with
+//!   `--user` (its OAuth2 POST to the token endpoint) and is refused without; the
+//!   oras SDK pushes and pulls after `login`.
+//!
 //! The clients are installed by `scripts/install-test-deps.sh`. A missing client fails
 //! the test (it is never skipped), with a message saying to run that script.
 
@@ -142,4 +148,46 @@ fn podman_containerd_roundtrip() {
     cmd.arg(repo_path("tests/clients/podman_containerd_roundtrip.sh"))
         .arg(&srv.addr);
     run_script("podman_containerd_roundtrip.sh", cmd);
+}
+
+#[test]
+fn clients_log_in() {
+    require("skopeo", "skopeo", &["--version"]);
+    require("podman", "podman", &["--version"]);
+    require("containerd", "containerd", &["--version"]);
+    require("python3", "python3", &["--version"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = dir.path().join("auth.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "user",
+            "add",
+            "ci-user",
+            "--group",
+            "ml",
+            "--password-stdin",
+            "--auth",
+        ])
+        .arg(&auth)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("berth user add");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "a-long-test-password").expect("password");
+    }
+    assert!(child.wait().expect("berth user add").success());
+    let mut text = std::fs::read_to_string(&auth).expect("auth file");
+    text.push_str(
+        "\n[[grant]]\nto = [\"group:ml\"]\nrepos = \"team/**\"\nactions = [\"pull\", \"push\"]\n",
+    );
+    std::fs::write(&auth, text).expect("auth file");
+    let srv = common::TestServer::start_with(&["--auth", auth.to_str().expect("path")]);
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_path("tests/clients/login_roundtrip.sh"))
+        .arg(&srv.addr)
+        .env("LOGIN_USER", "ci-user")
+        .env("LOGIN_PASSWORD", "a-long-test-password");
+    run_script("login_roundtrip.sh", cmd);
 }

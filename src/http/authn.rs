@@ -113,7 +113,7 @@ pub(super) fn denial_headers(
             state.settings.service
         );
         if let Some(scope) = denial.scope() {
-            c.push_str(&format!(",scope=\"{scope}\""));
+            c.push_str(&format!(",scope=\"{}\"", challenge_scope(scope)));
         }
         match denial {
             Denial::InsufficientScope { .. } => c.push_str(",error=\"insufficient_scope\""),
@@ -133,6 +133,20 @@ pub(super) fn denial_headers(
         }
     }
     out
+}
+
+/// The scope a challenge asks for. A pull or a push asks for both: clients
+/// that keep the first token for every later request (the oras SDK fetches
+/// one on its first `HEAD` of a blob and pushes with it) then hold the push
+/// the caller may have; the token endpoint grants only what the rules allow,
+/// so an anonymous or read-only caller still gets pull alone.
+fn challenge_scope(scope: &Scope) -> String {
+    match (&scope.repo, &scope.action) {
+        (Some(repo), Action::Pull | Action::Push) => {
+            format!("repository:{}:pull,push", repo.as_str())
+        }
+        _ => scope.to_string(),
+    }
 }
 
 fn reason(d: &Denial) -> &'static str {

@@ -161,7 +161,7 @@ async fn the_registry_token_flow_grants_only_what_the_rules_allow() {
         format!("{}/v2/team/m/manifests/v1", srv.url),
     )
     .await;
-    assert!(challenge(&resp).ends_with(",scope=\"repository:team/m:pull\""));
+    assert!(challenge(&resp).ends_with(",scope=\"repository:team/m:pull,push\""));
     expect_error(resp, StatusCode::UNAUTHORIZED, "UNAUTHORIZED").await;
 
     // Asked for pull, push and delete; granted what the rules allow.
@@ -194,7 +194,7 @@ async fn the_registry_token_flow_grants_only_what_the_rules_allow() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let c = challenge(&resp);
     assert!(
-        c.contains("scope=\"repository:team/n:pull\"")
+        c.contains("scope=\"repository:team/n:pull,push\"")
             && c.contains("error=\"insufficient_scope\""),
         "{c}"
     );
