@@ -3,6 +3,7 @@
 #   skopeo, umoci           (Debian)  - tests/clients/skopeo_roundtrip.sh
 #   podman, containerd      (Debian)  - tests/clients/podman_containerd_roundtrip.sh
 #   docker-registry         (Debian)  - CNCF distribution, a reference registry for comparison tests
+#   openssl                 (Debian)  - test certificates for the TLS tests (tests/api/tls.rs)
 #   oras SDK                (PyPI)    - tests/clients/oras_roundtrip.py
 #   cryptography            (PyPI)    - tests/governance/verify_independently.py
 # Idempotent and non-interactive: anything already present is skipped, so a repeat run is fast.
@@ -24,6 +25,7 @@ declare -A APT_CMDS=(
     [podman]=podman
     [containerd]=containerd
     [docker-registry]=docker-registry
+    [openssl]=openssl
 )
 
 apt_updated=""
@@ -74,7 +76,7 @@ else
 fi
 
 # Fail loudly if anything is still missing.
-for cmd in skopeo umoci podman containerd ctr docker-registry; do
+for cmd in skopeo umoci podman containerd ctr docker-registry openssl; do
     command -v "$cmd" >/dev/null || { echo "install-test-deps: $cmd still missing" >&2; exit 1; }
 done
 "$PYTHON" -c 'import oras.client' || { echo "install-test-deps: python module oras still missing" >&2; exit 1; }

@@ -1,6 +1,7 @@
 //! Starting a server from a `Config`: open the stores, bind, serve until a signal.
 
 mod connections;
+mod tls;
 
 use std::sync::Arc;
 
@@ -141,11 +142,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = open_registry(&config)?;
     let auth = open_auth(&config)?;
     auth.set_robots(registry.robots().await?);
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(tls::Tls::load(files)?)),
+        None => None,
+    };
     let app = App::with_auth(registry, auth);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
     app.registry.sync_deliveries();
     tokio::spawn(finish_attestations(app.clone()));
-    tokio::spawn(reload_on_hangup(app.clone()));
+    tokio::spawn(reload_on_hangup(app.clone(), tls.clone()));
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
@@ -153,7 +158,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Tests and scripts wait for this line to learn the (possibly ephemeral) port.
     println!("berth listening on {addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), fsync = config.fsync,
-        open_files_limit = open_files, "serving");
+        tls = tls.is_some(), open_files_limit = open_files, "serving");
     let shared = app.clone();
     let mut app = router(app);
     if let Some(quiet) = config.client_timeout {
@@ -161,7 +166,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // its connection, and its upload session, for as long as the client likes.
         app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(quiet));
     }
-    serve_connections(listener, app, &config, &shared).await;
+    serve_connections(listener, app, &config, &shared, tls).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -179,6 +184,7 @@ async fn serve_connections(
     app: axum::Router,
     config: &Config,
     shared: &App,
+    tls: Option<Arc<tls::Tls>>,
 ) {
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -236,15 +242,41 @@ async fn serve_connections(
             config.client_timeout,
             metrics.clone(),
         );
-        let connection = http
-            .serve_connection(TokioIo::new(io), service)
-            .into_owned();
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let connection = http
+                    .serve_connection(TokioIo::new(io), service)
+                    .into_owned();
+                let connection = connections.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(tls) => {
+                // The handshake runs under the connection's first-request
+                // deadline: a client that never finishes one is closed with it.
+                let accept = tls.acceptor().accept(io);
+                let http = http.clone();
+                let watcher = connections.watcher();
+                tokio::spawn(async move {
+                    let stream = match accept.await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let connection = http
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     shared.stopping.send_replace(true);
@@ -306,7 +338,7 @@ async fn finish_attestations(app: Arc<App>) {
 
 /// SIGHUP reads the policy and auth files again; a bad one is refused and
 /// logged, and the one in force stays.
-async fn reload_on_hangup(app: Arc<App>) {
+async fn reload_on_hangup(app: Arc<App>, tls: Option<Arc<tls::Tls>>) {
     #[cfg(unix)]
     {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -321,6 +353,15 @@ async fn reload_on_hangup(app: Arc<App>) {
                     tracing::error!(error = %e, "policy not reloaded; the one in force stays")
                 }
             }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        error = format!("{e:#}"),
+                        "TLS certificate not reloaded; the one in force stays"
+                    ),
+                }
+            }
             match app.auth.reload() {
                 Ok(true) => tracing::info!("auth file reloaded"),
                 Ok(false) => {}
@@ -331,7 +372,7 @@ async fn reload_on_hangup(app: Arc<App>) {
         }
     }
     #[cfg(not(unix))]
-    let _ = app;
+    let _ = (app, tls);
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,7 @@ mod bad_input;
 mod blobs;
 mod manifests;
 mod ops;
+mod tls;
 
 use reqwest::{Client, Method, Response, StatusCode};
 use sha2::{Digest as _, Sha256};
