@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Most connections open at once in all [default: 8192].
     #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
     pub max_connections: Option<NonZeroUsize>,
+    /// Most upload sessions one identity (or one anonymous client address) may
+    /// have open at once [default: 128].
+    #[arg(long, env = "BERTH_MAX_UPLOADS_PER_IDENTITY")]
+    pub max_uploads_per_identity: Option<NonZeroUsize>,
     /// Promotion policy (TOML): protected aliases, immutable tags, stages, gates,
     /// webhooks. Reloaded on SIGHUP and replaced by `PUT /api/v1/policy`
     /// [default: DATA_DIR/policy.toml, if present; none: every tag is plain].
@@ -116,6 +120,7 @@ struct FileConfig {
     client_timeout_secs: Option<u64>,
     max_connections_per_address: Option<NonZeroUsize>,
     max_connections: Option<NonZeroUsize>,
+    max_uploads_per_identity: Option<NonZeroUsize>,
     policy: Option<PathBuf>,
     signing_key: Option<PathBuf>,
     legacy_attestation_tags: Option<bool>,
@@ -343,6 +348,10 @@ impl Config {
                     .upload_ttl_secs
                     .or(file.upload_ttl_secs)
                     .unwrap_or(defaults.upload_ttl_secs),
+                max_uploads_per_identity: args
+                    .max_uploads_per_identity
+                    .or(file.max_uploads_per_identity)
+                    .map_or(defaults.max_uploads_per_identity, NonZeroUsize::get),
                 ..defaults
             },
         })

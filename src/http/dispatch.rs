@@ -286,6 +286,65 @@ mod tests {
         );
     }
 
+    /// The scopes an endpoint needs, as the dispatcher derives them.
+    fn needs_of(method: &Method, path: &str) -> Vec<crate::http::access::Scope> {
+        use super::{Routed, Surface};
+        let (parts, ()) = axum::http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .body(())
+            .unwrap()
+            .into_parts();
+        if path.starts_with("/api/") {
+            crate::http::api::ModelApi::parse(&parts)
+                .ok()
+                .unwrap()
+                .needs(method)
+        } else {
+            crate::http::v2::V2::parse(&parts)
+                .ok()
+                .unwrap()
+                .needs(method)
+        }
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_is_let_through_with_exactly_what_it_needs() {
+        for (method, path, needs_scope) in every_endpoint() {
+            let needs = needs_of(&method, &path);
+            // The version check needs no scope, only credentials.
+            assert_eq!(
+                !needs.is_empty(),
+                needs_scope && path != "/v2/",
+                "{method} {path}"
+            );
+            if needs.is_empty() {
+                continue;
+            }
+            let rules = needs
+                .iter()
+                .map(|scope| Rule {
+                    subjects: vec![Subject::Anyone],
+                    repos: scope
+                        .repo
+                        .as_ref()
+                        .map(|r| r.as_str().to_string().try_into().unwrap()),
+                    actions: vec![scope.action.clone()],
+                })
+                .collect();
+            let (_dir, app) = app_with(Auth::with_rules(rules)).await;
+            let resp = send(&app, method.clone(), &path).await;
+            assert!(
+                !matches!(
+                    resp.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                ),
+                "{method} {path} with {needs:?}: {}",
+                resp.status()
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_grant_lets_only_its_action_through() {
         let auth = Auth::with_rules(vec![Rule {

@@ -124,6 +124,7 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::CONFLICT, "UNSUPPORTED")
             }
             E::RobotUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            E::TooManyUploads { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
             E::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         };
         if status.is_server_error() {

@@ -7,6 +7,10 @@ use crate::store::{DenyReason, MoveKind, StoreError, TagDenial};
 /// variant to an OCI error code and status in one place.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error(
+        "{owner} has {max} upload sessions open, the most one may: finish or cancel some (or wait for idle ones to expire)"
+    )]
+    TooManyUploads { owner: String, max: usize },
     #[error("a robot named {0:?} exists or existed; robot names are not reused")]
     RobotExists(String),
     #[error("no live robot is named {0:?}")]
@@ -73,6 +77,9 @@ impl From<StoreError> for RegistryError {
         match e {
             StoreError::TagDenied(d) => RegistryError::TagDenied(d),
             StoreError::TagStale { tag, current } => RegistryError::TagStale { tag, current },
+            StoreError::TooManyUploads { owner, max } => {
+                RegistryError::TooManyUploads { owner, max }
+            }
             StoreError::ApprovalGone(who) => RegistryError::Conflict(format!(
                 "the approval by {who} was used or replaced while the promotion was evaluated"
             )),

@@ -40,6 +40,9 @@ pub struct Limits {
     pub max_page: usize,
     /// An upload session idle this long (seconds since its last write) expires.
     pub upload_ttl_secs: u64,
+    /// Most upload sessions one identity (or one anonymous client address) may
+    /// have open at once.
+    pub max_uploads_per_identity: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +52,8 @@ impl Default for Limits {
             chunk_min_length: 0,
             max_page: 10_000,
             upload_ttl_secs: 24 * 3600,
+            // A push runs a few uploads at once; hundreds open means sessions left behind.
+            max_uploads_per_identity: 128,
         }
     }
 }

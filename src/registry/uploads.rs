@@ -79,15 +79,17 @@ fn valid_upload_id(id: &str) -> bool {
 }
 
 impl Registry {
-    /// Opens an upload session in `repo` and returns its id.
-    pub async fn start_upload(&self, repo: &str) -> Result<String> {
+    /// Opens an upload session in `repo` for `owner` and returns its id.
+    pub async fn start_upload(&self, repo: &str, owner: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.blobs.create_upload(&id).await?;
         let record = UploadRecord {
             repo: repo.to_string(),
             started_unix: now_unix(),
+            owner: Some(owner.to_string()),
         };
-        if let Err(e) = self.meta.create_upload(&id, &record).await {
+        let max = self.limits.max_uploads_per_identity;
+        if let Err(e) = self.meta.create_upload(&id, &record, max).await {
             let _ = self.blobs.delete_upload(&id).await;
             return Err(e.into());
         }
@@ -101,6 +103,7 @@ impl Registry {
         repo: &str,
         digest: Option<&Digest>,
         from: Option<&str>,
+        owner: &str,
     ) -> Result<MountOutcome> {
         if let Some(d) = digest {
             let source_has_it = match from {
@@ -113,7 +116,7 @@ impl Registry {
             }
         }
         Ok(MountOutcome::Started {
-            id: self.start_upload(repo).await?,
+            id: self.start_upload(repo, owner).await?,
         })
     }
 

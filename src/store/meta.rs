@@ -49,6 +49,10 @@ impl ManifestRecord {
 pub struct UploadRecord {
     pub repo: String,
     pub started_unix: u64,
+    /// Who opened it (a user, a robot, or `anonymous@ADDRESS`): sessions are
+    /// capped per owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One page of a sorted listing and whether more follow.
@@ -155,7 +159,14 @@ pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotS
         filter: &ModelFilter,
     ) -> StoreResult<ModelPage>;
 
-    async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()>;
+    /// Records an upload session; `StoreError::TooManyUploads` if its owner
+    /// already has `max_per_owner` open.
+    async fn create_upload(
+        &self,
+        id: &str,
+        record: &UploadRecord,
+        max_per_owner: usize,
+    ) -> StoreResult<()>;
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
     async fn delete_upload(&self, id: &str) -> StoreResult<()>;
     async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;

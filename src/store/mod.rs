@@ -49,6 +49,9 @@ pub enum StoreError {
         tag: String,
         current: Option<crate::oci::Digest>,
     },
+    /// An owner has as many upload sessions open as it may.
+    #[error("{owner} has {max} upload sessions open, the most one may; finish or cancel some")]
+    TooManyUploads { owner: String, max: usize },
     /// An approval a promotion was to use is gone or already used.
     #[error("the approval by {0} is no longer available")]
     ApprovalGone(String),

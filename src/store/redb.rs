@@ -43,6 +43,8 @@ const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
 const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
 /// upload id -> JSON `UploadRecord`.
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+/// (owner, upload id): the open sessions of each owner, to cap them.
+const UPLOAD_OWNERS: TableDefinition<(&str, &str), Unit> = TableDefinition::new("upload_owners");
 
 pub struct RedbMetaStore {
     db: Arc<Database>,
@@ -74,6 +76,7 @@ impl RedbMetaStore {
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
             txn.open_table(UPLOADS)?;
+            txn.open_table(UPLOAD_OWNERS)?;
             models::create_tables(&txn)?;
             tags::create_tables(&txn)?;
             audit::create_tables(&txn)?;
@@ -476,9 +479,30 @@ impl MetaStore for RedbMetaStore {
         self.read(|txn| models::list(txn, after, limit, filter))
     }
 
-    async fn create_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<()> {
-        let (id, json) = (id.to_string(), to_json(record)?);
+    async fn create_upload(
+        &self,
+        id: &str,
+        record: &UploadRecord,
+        max_per_owner: usize,
+    ) -> StoreResult<()> {
+        let (id, json, owner) = (id.to_string(), to_json(record)?, record.owner.clone());
         self.write(move |txn| {
+            if let Some(owner) = &owner {
+                let mut owners = txn.open_table(UPLOAD_OWNERS)?;
+                // Counting stops at the cap: a check costs at most `max_per_owner` rows.
+                let open = owners
+                    .range((owner.as_str(), "")..)?
+                    .take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.value().0 == owner))
+                    .take(max_per_owner)
+                    .count();
+                if open >= max_per_owner {
+                    return Err(StoreError::TooManyUploads {
+                        owner: owner.clone(),
+                        max: max_per_owner,
+                    });
+                }
+                owners.insert((owner.as_str(), id.as_str()), ())?;
+            }
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), json.as_slice())?;
             Ok(())
@@ -508,7 +532,19 @@ impl MetaStore for RedbMetaStore {
     async fn delete_upload(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
         self.write(move |txn| {
-            txn.open_table(UPLOADS)?.remove(id.as_str())?;
+            let mut uploads = txn.open_table(UPLOADS)?;
+            let owner = match uploads.remove(id.as_str())? {
+                Some(v) => {
+                    serde_json::from_slice::<UploadRecord>(v.value())
+                        .map_err(corrupt)?
+                        .owner
+                }
+                None => None,
+            };
+            if let Some(owner) = owner {
+                txn.open_table(UPLOAD_OWNERS)?
+                    .remove((owner.as_str(), id.as_str()))?;
+            }
             Ok(())
         })
         .await

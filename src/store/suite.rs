@@ -414,19 +414,33 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     let page = meta.list_repos(Some("r/one"), 10).await.unwrap();
     assert_eq!((page.items, page.more), (vec!["r/onex".to_string()], false));
 
-    // Upload records.
+    // Upload records, capped per owner.
     let u = UploadRecord {
         repo: "r/one".into(),
         started_unix: 1,
+        owner: Some("alice".into()),
     };
-    meta.create_upload("x", &u).await.unwrap();
+    meta.create_upload("x", &u, 2).await.unwrap();
     assert_eq!(meta.upload("x").await.unwrap(), Some(u.clone()));
     assert_eq!(
         meta.list_uploads().await.unwrap(),
-        vec![("x".to_string(), u)]
+        vec![("x".to_string(), u.clone())]
     );
+    meta.create_upload("y", &u, 2).await.unwrap();
+    assert!(matches!(
+        meta.create_upload("z", &u, 2).await,
+        Err(StoreError::TooManyUploads { max: 2, .. })
+    ));
+    assert_eq!(meta.upload("z").await.unwrap(), None, "nothing written");
+    let bob = UploadRecord {
+        owner: Some("alice2".into()),
+        ..u.clone()
+    };
+    meta.create_upload("b", &bob, 2).await.unwrap();
     meta.delete_upload("x").await.unwrap();
     assert_eq!(meta.upload("x").await.unwrap(), None);
+    // A finished session frees its place.
+    meta.create_upload("z", &u, 2).await.unwrap();
 }
 
 #[tokio::test]

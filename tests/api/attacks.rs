@@ -165,3 +165,40 @@ async fn a_client_that_stops_reading_is_cut_off() {
     let m = metrics(&srv.url).await;
     assert!(metric(&m, "berth_connections_timed_out_total{reason=\"write\"}") >= 1.0);
 }
+
+#[tokio::test]
+async fn upload_sessions_are_capped_per_client() {
+    let srv = TestServer::start_with(&["--max-uploads-per-identity", "3"]);
+    let c = client();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(start_upload(&c, &srv.url, "flood/x").await);
+    }
+    let resp = c
+        .post(format!("{}/v2/flood/y/blobs/uploads/", srv.url))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS").await;
+    // A mount that falls back to a session counts the same.
+    let resp = c
+        .post(format!(
+            "{}/v2/flood/y/blobs/uploads/?mount={}&from=none",
+            srv.url,
+            sha256(b"absent")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A monolithic push holds no session.
+    push_blob(&c, &srv.url, "flood/y", b"one shot").await;
+    // Cancelling one frees its place.
+    let resp = c
+        .delete(format!("{}{}", srv.url, sessions.pop().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    start_upload(&c, &srv.url, "flood/y").await;
+}

@@ -144,6 +144,7 @@ impl From<RegistryError> for ModelApiError {
             | E::ManifestBlobUnknown(_)
             | E::ManifestTooLarge(_)
             | E::SizeInvalid(_)
+            | E::TooManyUploads { .. }
             | E::Body(_) => return ModelApiError::internal(e),
         };
         ModelApiError::new(status, code, e.to_string())

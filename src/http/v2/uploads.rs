@@ -65,8 +65,18 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
         .map_err(|e: crate::oci::DigestError| ApiError::digest_invalid(e.to_string()))
 }
 
+/// Whose sessions an upload counts against: the proven identity, or an
+/// anonymous (or merely claimed) caller's address.
+fn upload_owner(actor: &crate::store::Actor) -> String {
+    match (&actor.address, actor.authenticated) {
+        (_, true) | (None, _) => actor.name.clone(),
+        (Some(addr), false) => format!("anonymous@{addr}"),
+    }
+}
+
 pub(super) async fn start(ctx: Ctx<'_>, repo: &RepoName, body: Body) -> Result<Response, ApiError> {
     let registry = &ctx.app.registry;
+    let owner = upload_owner(ctx.actor);
     if let Some(mount) = ctx.query.get("mount") {
         // A mount that cannot be honoured (bad digest, unknown source) falls back to
         // an ordinary upload session, as the spec requires. Only an absent `from`
@@ -81,7 +91,7 @@ pub(super) async fn start(ctx: Ctx<'_>, repo: &RepoName, body: Body) -> Result<R
         };
         let digest = mount.parse::<Digest>().ok().filter(|_| source_allowed);
         return match registry
-            .mount_or_start(repo.as_str(), digest.as_ref(), from)
+            .mount_or_start(repo.as_str(), digest.as_ref(), from, &owner)
             .await?
         {
             MountOutcome::Mounted(d) => created(repo, &d),
@@ -96,7 +106,7 @@ pub(super) async fn start(ctx: Ctx<'_>, repo: &RepoName, body: Body) -> Result<R
             .await?;
         return created(repo, &digest);
     }
-    let id = registry.start_upload(repo.as_str()).await?;
+    let id = registry.start_upload(repo.as_str(), &owner).await?;
     progress(ctx, StatusCode::ACCEPTED, repo, &id, 0)
 }
 
