@@ -47,6 +47,8 @@ struct Inner {
     source: Source,
     credential: tokio::sync::OnceCell<Option<Credential>>,
     state: Mutex<State>,
+    /// The `GET /v2/` that learns the scheme before the first request, once.
+    discovered: tokio::sync::OnceCell<()>,
     /// One token request at a time, so that parallel requests share one token.
     fetching: tokio::sync::Mutex<()>,
 }
@@ -96,6 +98,7 @@ impl Auth {
                 source,
                 credential,
                 state: Mutex::new(State::default()),
+                discovered: tokio::sync::OnceCell::new(),
                 fetching: tokio::sync::Mutex::new(()),
             }),
         }
@@ -144,6 +147,12 @@ impl Auth {
         if !same_origin(request.url(), &self.inner.base) {
             return self.execute(request, what).await;
         }
+        // With credentials at hand, learn the scheme first: an endpoint open to
+        // anyone (a listing narrowed to what the caller may see) never challenges,
+        // and would otherwise always be asked anonymously.
+        if self.scheme().is_none() && self.credential().await?.is_some() {
+            self.discover().await?;
+        }
         let replay = request.try_clone();
         self.authorize(&mut request, scopes, false).await?;
         let had_auth = request.headers().contains_key(AUTHORIZATION);
@@ -168,6 +177,11 @@ impl Auth {
         }
         let resp = self.execute(retry, what).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
+            // The token service may grant less than asked: that is a missing
+            // permission, not a wrong password.
+            if challenge_error(&resp).as_deref() == Some("insufficient_scope") {
+                return Err(self.insufficient(what, &wanted).await);
+            }
             return Err(self.refused(what, Some(&wanted)).await);
         }
         Ok(resp)
@@ -185,18 +199,7 @@ impl Auth {
     /// registry, fetches the token for `scopes` now: requests whose bodies are
     /// streams cannot be replayed after a 401, so they must carry it from the start.
     pub async fn prepare(&self, scopes: &Scopes) -> Result<()> {
-        if self.scheme().is_none() {
-            let url = self.inner.base.join("v2/")?;
-            let what = format!("GET {url}");
-            let resp = self
-                .execute(self.inner.http.get(url).build()?, &what)
-                .await?;
-            if resp.status() != StatusCode::UNAUTHORIZED {
-                // Open to anonymous clients at least here: learn the rest on a 401.
-                return Ok(());
-            }
-            self.learn(&resp, &what)?;
-        }
+        self.discover().await?;
         match self.scheme() {
             Some(Scheme::Bearer { .. }) => {
                 self.bearer(scopes, false, "authorizing").await?;
@@ -206,6 +209,29 @@ impl Auth {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// `GET /v2/` (once) to read the registry's challenge, if it has one there.
+    async fn discover(&self) -> Result<()> {
+        self.inner
+            .discovered
+            .get_or_try_init(|| async {
+                if self.scheme().is_some() {
+                    return Ok(());
+                }
+                let url = self.inner.base.join("v2/")?;
+                let what = format!("GET {url}");
+                let resp = self
+                    .execute(self.inner.http.get(url).build()?, &what)
+                    .await?;
+                // Open to anonymous clients at least there: learn the rest on a 401.
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    self.learn(&resp, &what)?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+            .await?;
         Ok(())
     }
 
@@ -390,6 +416,18 @@ impl Auth {
         )
     }
 
+    async fn insufficient(&self, what: &str, scopes: &Scopes) -> anyhow::Error {
+        let host = &self.inner.host;
+        match self.credential().await {
+            Ok(Some(c)) => anyhow!(
+                "{what}: {host} does not grant {:?} {scopes} (the credentials, from {}, are good; the permission is missing)",
+                c.username,
+                c.source
+            ),
+            _ => self.no_credentials(what),
+        }
+    }
+
     async fn refused(&self, what: &str, scopes: Option<&Scopes>) -> anyhow::Error {
         let host = &self.inner.host;
         let who = match self.credential().await {
@@ -404,6 +442,19 @@ impl Auth {
             "{what}: {host} refused {who}{scope} (401 Unauthorized); check them with `berth login {host}`"
         )
     }
+}
+
+/// The `error` parameter of a response's Bearer challenge (`insufficient_scope`,
+/// `invalid_token`).
+fn challenge_error(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| challenge::parse(v).ok())
+        .flatten()
+        .find(|c| c.scheme == "bearer")
+        .and_then(|c| c.param("error").map(str::to_string))
 }
 
 fn basic(user: &str, password: &str) -> String {

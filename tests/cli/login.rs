@@ -309,3 +309,120 @@ fn uses_what_other_tools_stored() {
     client.ok(pull.env("PATH", path));
     assert_same_tree(&src, &out3);
 }
+
+/// `berth user add` into an auth file, the password on stdin.
+fn berth_user(auth: &Path, name: &str, group: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["user", "--auth"])
+        .arg(auth)
+        .args(["add", name, "--group", group, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("berth user add");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{password}").expect("write the password");
+    drop(stdin);
+    assert!(child.wait().expect("berth user add").success());
+}
+
+#[test]
+fn bearer_flow_against_berth_with_auth() {
+    let client = Client::new();
+    let auth = client.path("auth.toml");
+    berth_user(&auth, USER, "ml", PASSWORD);
+    let mut text = std::fs::read_to_string(&auth).unwrap();
+    text.push_str(
+        r#"
+[[grant]]
+to = ["group:ml"]
+repos = "**"
+actions = ["pull", "push", "promote/staging"]
+
+[[grant]]
+to = ["anonymous"]
+repos = "public/**"
+actions = ["pull"]
+"#,
+    );
+    std::fs::write(&auth, text).unwrap();
+    let srv = crate::common::TestServer::start_with(&["--auth", auth.to_str().unwrap()]);
+    let host = srv.addr.clone();
+    let src = client.path("src");
+    make_model(&src, 1);
+    let r = format!("{host}/team/m:v1");
+    let push = |r: &str| client.cmd(&["push", src.to_str().unwrap(), r, "-q"]);
+
+    let e = client.fails(&mut push(&r));
+    assert!(
+        e.contains("requires authentication") && e.contains(&format!("berth login {host}")),
+        "{e}"
+    );
+    let out = client.login(&host, "wrong");
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("refused the credentials of \"alice\"") && e.contains("nothing was stored"),
+        "{e}"
+    );
+    assert!(!client.config().exists());
+    let out = client.login(&host, PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The OCI client: push and pull with tokens from the realm Berth names.
+    client.ok(&mut push(&r));
+    client.ok(&mut push(&format!("{host}/public/m:v1")));
+    let out = client.path("out");
+    client.ok(&mut client.cmd(&["pull", &r, out.to_str().unwrap(), "-q"]));
+    assert_same_tree(&src, &out);
+
+    // The API client: listings, and a promotion the grant allows; one it does
+    // not is refused as a permission, not as a wrong password.
+    // A listing is open to anyone and narrowed to what the caller may pull: it
+    // must be asked with the stored credentials although it never challenges.
+    let models = client.ok(&mut client.cmd(&["models", "--registry", &host, "--json"]));
+    assert!(models.contains("team/m"), "{models}");
+    let versions = client.ok(&mut client.cmd(&["versions", &format!("{host}/team/m"), "--json"]));
+    assert!(versions.contains("v1"), "{versions}");
+    client.ok(&mut client.cmd(&[
+        "promote",
+        &format!("{host}/team/m"),
+        "v1",
+        "--to",
+        "staging",
+    ]));
+    let e = client.fails(&mut client.cmd(&[
+        "promote",
+        &format!("{host}/team/m"),
+        "v1",
+        "--to",
+        "prod",
+    ]));
+    assert!(!e.contains("refused the credentials"), "{e}");
+    assert!(e.contains("prod"), "{e}");
+
+    // Logged out: public repositories are still readable with an anonymous
+    // token, the rest asks for a login.
+    client.ok(&mut client.cmd(&["logout", &host]));
+    let models = client.ok(&mut client.cmd(&["models", "--registry", &host, "--json"]));
+    assert!(
+        !models.contains("team/m") && models.contains("public/m"),
+        "{models}"
+    );
+    let public = client.path("public");
+    client.ok(&mut client.cmd(&[
+        "pull",
+        &format!("{host}/public/m:v1"),
+        public.to_str().unwrap(),
+        "-q",
+    ]));
+    assert_same_tree(&src, &public);
+    let again = client.path("again");
+    let e = client.fails(&mut client.cmd(&["pull", &r, again.to_str().unwrap(), "-q"]));
+    assert!(e.contains(&format!("berth login {host}")), "{e}");
+}

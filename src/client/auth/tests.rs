@@ -185,8 +185,9 @@ async fn bearer_challenge_token_and_cache() {
     assert_eq!(r.status(), 200);
     let seen = mock.take();
     assert_eq!(seen.len(), 3, "{seen:?}");
-    // Anonymous first, then the realm with service and scope and Basic credentials.
-    assert_eq!(seen[0].2, None);
+    // With credentials at hand: the version check first (anonymous) to learn the
+    // scheme, then the realm with service, scope and Basic credentials.
+    assert_eq!((seen[0].1.as_str(), &seen[0].2), ("/v2/", &None));
     assert_eq!(
         seen[1].1,
         "/token?service=mock&scope=repository%3Ateam%2Fm%3Apull&account=alice"

@@ -15,9 +15,8 @@ use crate::client::credentials::{Credential, Secret};
 /// Largest token answer read (JWTs are a few KiB).
 const MAX_ANSWER: usize = 1 << 20;
 
-/// Lifetime assumed when the answer names none, and the least one believed
-/// (the token spec's and docker's minimum).
-const MIN_LIFETIME: u64 = 60;
+/// Lifetime assumed when the answer names none (the token spec's default).
+const DEFAULT_LIFETIME: u64 = 60;
 
 /// The client id sent with OAuth2 requests, as docker sends its own name.
 const CLIENT_ID: &str = "berth";
@@ -127,7 +126,13 @@ pub async fn fetch(
         return Err(Refusal::Refused(status, snippet(&body)));
     }
     if !status.is_success() {
-        return Err(anyhow!("{what}: {status}: {}", snippet(&body)).into());
+        let wait = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| format!(" (retry after {s} s)"))
+            .unwrap_or_default();
+        return Err(anyhow!("{what}: {status}{wait}: {}", snippet(&body)).into());
     }
     let answer: Answer = serde_json::from_slice(&body)
         .with_context(|| format!("{what}: the answer is not token JSON"))?;
@@ -139,10 +144,12 @@ pub async fn fetch(
     if reqwest::header::HeaderValue::from_str(&format!("Bearer {value}")).is_err() {
         return Err(anyhow!("{what}: the token is not a valid header value").into());
     }
-    let lifetime = answer.expires_in.unwrap_or(MIN_LIFETIME).max(MIN_LIFETIME);
+    // Believe a short lifetime (a registry may issue them, against the spec's
+    // advice): assuming more would send expired tokens.
+    let lifetime = answer.expires_in.unwrap_or(DEFAULT_LIFETIME).max(1);
     // Renew a little before the end so that a request never carries a token that
     // expires on the way.
-    let margin = (lifetime / 10).clamp(5, 30);
+    let margin = (lifetime / 10).clamp(5, 30).min(lifetime / 2);
     Ok(Token {
         value,
         realm: realm.clone(),
