@@ -30,6 +30,9 @@ struct State {
     scheme: Option<Scheme>,
     /// Tokens fetched, newest last (a command talks to a handful of repositories).
     tokens: Vec<Token>,
+    /// The scopes of the newest token, kept after it expires: a request that
+    /// names none (an upload session's URL) renews the token for them.
+    last_scopes: Scopes,
 }
 
 /// Where credentials come from: looked up when first needed (so that a
@@ -302,6 +305,8 @@ impl Auth {
         let Some(Scheme::Bearer { realm, service }) = self.scheme() else {
             return Ok(None);
         };
+        let last = self.lock().last_scopes.clone();
+        let scopes = if scopes.is_empty() { &last } else { scopes };
         if !fresh && let Some(t) = self.held(&realm, &service, scopes) {
             return Ok(Some(t));
         }
@@ -328,6 +333,7 @@ impl Auth {
                 state
                     .tokens
                     .retain(|old| old.fresh() && old.scopes != t.scopes);
+                state.last_scopes = t.scopes.clone();
                 state.tokens.push(t);
                 Ok(Some(value))
             }

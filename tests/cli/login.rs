@@ -327,9 +327,9 @@ fn berth_user(auth: &Path, name: &str, group: &str, password: &str) {
     assert!(child.wait().expect("berth user add").success());
 }
 
-#[test]
-fn bearer_flow_against_berth_with_auth() {
-    let client = Client::new();
+/// A Berth server with an auth file: alice (group ml) may pull, push and
+/// promote to staging anywhere; anyone may pull `public/**`.
+fn berth_with_auth(client: &Client, extra: &str) -> crate::common::TestServer {
     let auth = client.path("auth.toml");
     berth_user(&auth, USER, "ml", PASSWORD);
     let mut text = std::fs::read_to_string(&auth).unwrap();
@@ -346,8 +346,50 @@ repos = "public/**"
 actions = ["pull"]
 "#,
     );
+    text.push_str(extra);
     std::fs::write(&auth, text).unwrap();
-    let srv = crate::common::TestServer::start_with(&["--auth", auth.to_str().unwrap()]);
+    crate::common::TestServer::start_with(&["--auth", auth.to_str().unwrap()])
+}
+
+#[test]
+fn tokens_are_renewed_during_a_long_push() {
+    let client = Client::new();
+    // Tokens that live 2 s, and a push that takes several times that.
+    let srv = berth_with_auth(&client, "\n[token]\nlifetime_secs = 2\n");
+    let host = srv.addr.clone();
+    let out = client.login(&host, PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let src = client.path("src");
+    make_model(&src, 4);
+    let r = format!("{host}/team/slow:v1");
+    let started = std::time::Instant::now();
+    client.ok(&mut client.cmd(&[
+        "push",
+        src.to_str().unwrap(),
+        &r,
+        "--chunk-size",
+        "256KiB",
+        "--limit-rate",
+        "1MiB",
+        "-q",
+    ]));
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the push outlived its first tokens"
+    );
+    let out = client.path("out");
+    client.ok(&mut client.cmd(&["pull", &r, out.to_str().unwrap(), "-q"]));
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn bearer_flow_against_berth_with_auth() {
+    let client = Client::new();
+    let srv = berth_with_auth(&client, "");
     let host = srv.addr.clone();
     let src = client.path("src");
     make_model(&src, 1);
