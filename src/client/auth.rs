@@ -35,8 +35,8 @@ struct State {
     last_scopes: Scopes,
 }
 
-/// Where credentials come from: looked up when first needed (so that a
-/// registry that never asks never runs a credential helper), or given.
+/// Where credentials come from: looked up once, at the first request (the
+/// stored files and helpers), or given (`berth login`).
 enum Source {
     Store(Store),
     Given,
