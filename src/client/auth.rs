@@ -160,7 +160,9 @@ impl Auth {
         self.authorize(&mut request, scopes, false).await?;
         let had_auth = request.headers().contains_key(AUTHORIZATION);
         let resp = self.execute(request, what).await?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        // A 401 from where a redirect led (a storage bucket) is not the
+        // registry's challenge: hand it back as it is.
+        if resp.status() != StatusCode::UNAUTHORIZED || !same_origin(resp.url(), &self.inner.base) {
             return Ok(resp);
         }
         let asked = self.learn(&resp, what)?;
