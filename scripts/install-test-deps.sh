@@ -4,6 +4,7 @@
 #   podman, containerd      (Debian)  - tests/clients/podman_containerd_roundtrip.sh
 #   docker-registry         (Debian)  - CNCF distribution, a reference registry for comparison tests
 #   openssl                 (Debian)  - test certificates for the TLS tests (tests/api/tls.rs)
+#   apache2-utils           (Debian)  - htpasswd, for the reference registry with Basic auth (tests/cli/login.rs)
 #   oras SDK                (PyPI)    - tests/clients/oras_roundtrip.py
 #   cryptography            (PyPI)    - tests/governance/verify_independently.py
 # Idempotent and non-interactive: anything already present is skipped, so a repeat run is fast.
@@ -26,6 +27,7 @@ declare -A APT_CMDS=(
     [containerd]=containerd
     [docker-registry]=docker-registry
     [openssl]=openssl
+    [apache2-utils]=htpasswd
 )
 
 apt_updated=""
@@ -76,7 +78,7 @@ else
 fi
 
 # Fail loudly if anything is still missing.
-for cmd in skopeo umoci podman containerd ctr docker-registry openssl; do
+for cmd in skopeo umoci podman containerd ctr docker-registry openssl htpasswd; do
     command -v "$cmd" >/dev/null || { echo "install-test-deps: $cmd still missing" >&2; exit 1; }
 done
 "$PYTHON" -c 'import oras.client' || { echo "install-test-deps: python module oras still missing" >&2; exit 1; }

@@ -11,7 +11,8 @@
 #   kill $reg
 #
 # Without DATA_DIR a temporary directory is created and removed on exit; a given DATA_DIR is
-# kept. The generated config file lives next to the data, never under /etc. Install the binary
+# kept. With HTPASSWD=FILE (a bcrypt htpasswd file, e.g. from `htpasswd -Bbn USER PASS`) the
+# registry asks for Basic credentials (realm "reference-registry"). The generated config file lives next to the data, never under /etc. Install the binary
 # with scripts/install-test-deps.sh (Debian package docker-registry).
 set -euo pipefail
 
@@ -65,6 +66,16 @@ http:
   addr: 127.0.0.1:$PORT
   secret: $SECRET
 EOF
+
+if [ -n "${HTPASSWD:-}" ]; then
+    [ -r "$HTPASSWD" ] || { echo "reference-registry: HTPASSWD=$HTPASSWD is not readable" >&2; exit 1; }
+    cat >>"$CONFIG" <<EOF
+auth:
+  htpasswd:
+    realm: reference-registry
+    path: $(cd "$(dirname "$HTPASSWD")" && pwd)/$(basename "$HTPASSWD")
+EOF
+fi
 
 child=""
 cleanup() {

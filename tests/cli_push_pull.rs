@@ -12,6 +12,13 @@
 //!   `resume::killed_pull_resumes_from_its_parts`: real SIGKILLs mid-transfer, then
 //!   a rerun that sends (fetches) only the rest; a part corrupted on disk is caught
 //!   by the digest check and fetched again.
+//! - `login::login_push_pull_logout_against_an_htpasswd_registry`: against CNCF
+//!   distribution with htpasswd (Basic challenges): refused without credentials and
+//!   with a wrong password (nothing stored), then `berth login` stores docker's
+//!   format (0600) and push, pull use it; `logout` removes it.
+//! - `login::uses_what_other_tools_stored`: docker's `http://host` key, podman's
+//!   `$XDG_RUNTIME_DIR/containers/auth.json`, `skopeo login`'s `REGISTRY_AUTH_FILE`,
+//!   a `credsStore` helper on PATH; and skopeo reads what `berth login` wrote.
 //! - `interop::pulls_what_oras_pushed`: the oras SDK's files and tar+gzip directories.
 //! - `interop::umoci_unpacks_the_image_layout`: skopeo copies the image-layout model
 //!   out, umoci unpacks its tar layers to the same tree.
@@ -26,6 +33,8 @@
 mod common;
 #[path = "cli/interop.rs"]
 mod interop;
+#[path = "cli/login.rs"]
+mod login;
 #[path = "cli/resume.rs"]
 mod resume;
 #[path = "cli/support.rs"]

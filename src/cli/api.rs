@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::RegistryArgs;
+use crate::client::auth::{Auth, Scopes};
 use crate::client::reference::{ImageRef, registry_url};
 
 /// Largest JSON answer read.
@@ -16,6 +17,7 @@ const MAX_ANSWER: usize = 64 << 20;
 pub struct Api {
     base: String,
     http: reqwest::Client,
+    auth: Auth,
 }
 
 /// One API answer.
@@ -34,10 +36,11 @@ impl Answer {
 impl Api {
     pub fn new(base: &str) -> Result<Api> {
         let http = crate::client::http_client()?;
-        Ok(Api {
-            base: base.trim_end_matches('/').to_string(),
-            http,
-        })
+        let base = base.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&format!("{base}/"))
+            .with_context(|| format!("invalid registry URL {base:?}"))?;
+        let auth = Auth::new(&url, http.clone());
+        Ok(Api { base, http, auth })
     }
 
     /// The API of the registry `registry` names.
@@ -110,7 +113,8 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.with_context(|| what.clone())?;
+        // The scopes an API call needs are the registry's to name (its challenge says).
+        let resp = self.auth.send(req, &Scopes::default(), &what).await?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.bytes().await.unwrap_or_default();

@@ -6,6 +6,7 @@ mod api;
 mod attach;
 mod audit;
 mod govern;
+mod login;
 mod pull;
 mod push;
 mod sign;
@@ -88,6 +89,10 @@ pub enum Command {
     User(accounts::UserArgs),
     /// Robot accounts for CI (through the admin API): create, list, revoke.
     Robot(accounts::RobotArgs),
+    /// Check credentials against a registry and store them (docker config.json).
+    Login(login::LoginArgs),
+    /// Remove the stored credentials of a registry.
+    Logout(login::LogoutArgs),
 }
 
 /// Runs a client command (everything but `serve`).
@@ -115,5 +120,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Audit(a) => audit::run(a).await,
         Command::User(a) => accounts::user(a),
         Command::Robot(a) => accounts::robot(a).await,
+        Command::Login(a) => login::login(a).await,
+        Command::Logout(a) => login::logout(a).await,
     }
 }

@@ -1,5 +1,7 @@
 //! A client for OCI registries (and Berth's API), used by the `berth` CLI.
 
+pub mod auth;
+pub mod credentials;
 pub mod download;
 pub mod pull;
 pub mod reference;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::header;
 use reqwest::{Method, Response, StatusCode, Url};
 
+use super::auth::{Auth, Scopes};
 use super::reference::{ImageRef, registry_url};
 use answer::{content_length, location, next_link, read_capped, upload_range_end};
 pub use answer::{parse_upload_range, status_error};
@@ -54,11 +55,20 @@ pub enum Mount {
     Session(Url),
 }
 
-/// One registry, by base URL.
+/// One registry, by base URL, with its authentication (clones share tokens).
 #[derive(Clone)]
 pub struct Registry {
     base: Url,
     http: reqwest::Client,
+    auth: Auth,
+}
+
+fn pull(repo: &str) -> Scopes {
+    Scopes::repo(repo, &["pull"])
+}
+
+fn push(repo: &str) -> Scopes {
+    Scopes::repo(repo, &["pull", "push"])
 }
 
 impl Registry {
@@ -69,7 +79,8 @@ impl Registry {
             bail!("{base}: a registry URL must be http:// or https://");
         }
         let http = super::http_client()?;
-        Ok(Registry { base, http })
+        let auth = Auth::new(&base, http.clone());
+        Ok(Registry { base, http, auth })
     }
 
     /// The registry `r` names, or `default_host` when it names none.
@@ -89,15 +100,34 @@ impl Registry {
             .with_context(|| format!("building a URL from {path:?}"))
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Response> {
-        req.send().await.with_context(|| what.to_string())
+    /// Sends a request needing `scopes` (empty for an upload session's URL: the
+    /// token fetched for the push covers it), authenticating as the registry asks.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        scopes: &Scopes,
+        what: &str,
+    ) -> Result<Response> {
+        self.auth.send(req, scopes, what).await
+    }
+
+    /// Authenticates for pushing to `repo` (and mounting from `from`) before any
+    /// upload: streamed bodies cannot be sent again after a 401.
+    pub async fn authorize_push(&self, repo: &str, from: Option<&str>) -> Result<()> {
+        let mut scopes = push(repo);
+        if let Some(f) = from {
+            scopes = scopes.union(&pull(f));
+        }
+        self.auth.prepare(&scopes).await
     }
 
     /// `HEAD` a blob: its size if the repository has it.
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let what = format!("HEAD {url}");
-        let resp = self.send(self.http.head(url.clone()), &what).await?;
+        let resp = self
+            .send(self.http.head(url.clone()), &pull(repo), &what)
+            .await?;
         match resp.status() {
             StatusCode::OK => Ok(Some(content_length(resp.headers()).unwrap_or(0))),
             StatusCode::NOT_FOUND => Ok(None),
@@ -122,7 +152,7 @@ impl Registry {
             req = req.header(header::RANGE, v);
         }
         let what = format!("GET {url}");
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &pull(repo), &what).await?;
         match resp.status() {
             StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
             _ => Err(status_error(resp, &what).await),
@@ -157,7 +187,7 @@ impl Registry {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let what = format!("GET {url}");
         let req = self.http.get(url).header(header::ACCEPT, MANIFEST_ACCEPT);
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &pull(repo), &what).await?;
         if absent_ok && resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -196,7 +226,7 @@ impl Registry {
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
         let what = format!("HEAD {url}");
         let req = self.http.head(url).header(header::ACCEPT, MANIFEST_ACCEPT);
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &pull(repo), &what).await?;
         if resp.status() != StatusCode::OK {
             // A HEAD answer has no body: ask again with GET for the registry's error.
             return Ok(self.get_manifest(repo, reference).await?.descriptor());
@@ -241,7 +271,7 @@ impl Registry {
             .put(url)
             .header(header::CONTENT_TYPE, media_type)
             .body(body);
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &push(repo), &what).await?;
         if resp.status() != StatusCode::CREATED && resp.status() != StatusCode::OK {
             return Err(status_error(resp, &what).await);
         }
@@ -260,7 +290,9 @@ impl Registry {
     pub async fn start_upload(&self, repo: &str) -> Result<Url> {
         let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
         let what = format!("POST {url}");
-        let resp = self.send(self.http.post(url.clone()), &what).await?;
+        let resp = self
+            .send(self.http.post(url.clone()), &push(repo), &what)
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(status_error(resp, &what).await);
         }
@@ -274,11 +306,15 @@ impl Registry {
         let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string());
+        let mut scopes = push(repo);
         if let Some(f) = from {
             url.query_pairs_mut().append_pair("from", f);
+            scopes = scopes.union(&pull(f));
         }
         let what = format!("POST {url}");
-        let resp = self.send(self.http.post(url.clone()), &what).await?;
+        let resp = self
+            .send(self.http.post(url.clone()), &scopes, &what)
+            .await?;
         match resp.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => Ok(Mount::Session(location(&url, resp.headers(), &what)?)),
@@ -290,7 +326,9 @@ impl Registry {
     /// continue at; `None` when the registry no longer knows the session.
     pub async fn upload_status(&self, session: &Url) -> Result<Option<(Url, u64)>> {
         let what = format!("GET {session}");
-        let resp = self.send(self.http.get(session.clone()), &what).await?;
+        let resp = self
+            .send(self.http.get(session.clone()), &Scopes::default(), &what)
+            .await?;
         match resp.status() {
             StatusCode::NO_CONTENT | StatusCode::OK => {
                 let next =
@@ -320,7 +358,7 @@ impl Registry {
             .header(header::CONTENT_RANGE, format!("{offset}-{end}"))
             .header(header::CONTENT_LENGTH, len)
             .body(body);
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &Scopes::default(), &what).await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(status_error(resp, &what).await);
         }
@@ -346,7 +384,7 @@ impl Registry {
                 .body(b),
             None => req.header(header::CONTENT_LENGTH, 0),
         };
-        let resp = self.send(req, &what).await?;
+        let resp = self.send(req, &Scopes::default(), &what).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(status_error(resp, &what).await);
         }
@@ -374,7 +412,7 @@ impl Registry {
     ) -> Result<Option<Vec<u8>>> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let what = format!("GET {url}");
-        let resp = self.send(self.http.get(url), &what).await?;
+        let resp = self.send(self.http.get(url), &pull(repo), &what).await?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(None),
@@ -390,7 +428,13 @@ impl Registry {
 
     /// Cancels an upload session (best effort).
     pub async fn cancel_upload(&self, session: &Url) {
-        let _ = self.http.delete(session.clone()).send().await;
+        let _ = self
+            .send(
+                self.http.delete(session.clone()),
+                &Scopes::default(),
+                "DELETE",
+            )
+            .await;
     }
 
     /// The referrers of `digest` (OCI 1.1 referrers API); `None` if the registry has no such API.
@@ -401,7 +445,7 @@ impl Registry {
         for _ in 0..MAX_REFERRER_PAGES {
             let what = format!("GET {url}");
             let req = self.http.get(url.clone()).header(header::ACCEPT, OCI_INDEX);
-            let resp = self.send(req, &what).await?;
+            let resp = self.send(req, &pull(repo), &what).await?;
             match resp.status() {
                 StatusCode::OK => {}
                 StatusCode::NOT_FOUND if all.is_empty() => return Ok(None),
@@ -434,9 +478,13 @@ impl Registry {
         ))
     }
 
-    /// A raw request against a path under the base URL (for commands with their own needs).
-    pub fn request(&self, method: Method, path: &str) -> Result<reqwest::RequestBuilder> {
-        Ok(self.http.request(method, self.url(path)?))
+    /// A request against a path under the base URL (for commands with their own
+    /// needs), sent authenticated for `scopes`.
+    pub async fn request(&self, method: Method, path: &str, scopes: &Scopes) -> Result<Response> {
+        let url = self.url(path)?;
+        let what = format!("{method} {url}");
+        self.send(self.http.request(method, url), scopes, &what)
+            .await
     }
 }
 

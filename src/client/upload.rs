@@ -69,6 +69,9 @@ impl Uploader {
     /// Pushes all blobs, `jobs` at a time; results in the order given. A digest
     /// that appears twice is pushed once (the repeat reports `present`).
     pub async fn push_all(&self, blobs: Vec<Blob>) -> Result<Vec<Pushed>> {
+        self.registry
+            .authorize_push(&self.repo, self.mount_from.as_deref())
+            .await?;
         let mut first: HashMap<Digest, usize> = HashMap::new();
         let unique: Vec<&Blob> = blobs
             .iter()
