@@ -18,6 +18,8 @@ pub enum Op {
         path: String,
         accept: Option<String>,
         len: u64,
+        /// An `Authorization` header to send (a Bearer token).
+        authorization: Option<String>,
     },
     /// HEAD expecting 200 and `Content-Length: len`.
     Head { path: String, len: u64 },
@@ -87,8 +89,14 @@ pub async fn run(
 /// One checked operation; returns the bytes received (used to check later tags lists cheaply).
 async fn one(c: &mut Conn, op: &Op, seen: Option<u64>) -> Result<u64> {
     match op {
-        Op::Get { path, accept, len } => {
-            let h: Vec<(&str, String)> = accept.iter().map(|a| ("accept", a.clone())).collect();
+        Op::Get {
+            path,
+            accept,
+            len,
+            authorization,
+        } => {
+            let mut h: Vec<(&str, String)> = accept.iter().map(|a| ("accept", a.clone())).collect();
+            h.extend(authorization.iter().map(|a| ("authorization", a.clone())));
             let r = c
                 .send(http::req(Method::GET, path, &h, http::empty()))
                 .await?;

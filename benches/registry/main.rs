@@ -25,7 +25,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use blob::BlobSource;
-use report::{BERTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE, NGINX, Results};
+use report::{BERTH, BERTH_AUTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE, NGINX, Results};
 use servers::Server;
 use workloads::{MIB, MetaObjects, Params, Pulls};
 
@@ -345,6 +345,17 @@ async fn main_stage(
         }
         meta_ok.push(r.is_ok());
     }
+    let auth = if registries.iter().any(|(_, n)| *n == BERTH) {
+        match auth_setup(args, wd, &objs).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                res.fail(BERTH_AUTH, "setup (auth file, manifest, token)", &e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let short = if args.quick { 1 } else { 3 };
     for round in 0..args.rounds {
         eprintln!("== round {}/{}", round + 1, args.rounds);
@@ -354,6 +365,9 @@ async fn main_stage(
                 workloads::meta_round(s, name, &objs, round, p, res).await;
                 if *name == BERTH {
                     workloads::alias_round(s, name, p, res).await;
+                    if let Some((s, token)) = &auth {
+                        workloads::auth_round(s, BERTH_AUTH, &objs, token, p, res).await;
+                    }
                 }
             }
         }
@@ -370,6 +384,7 @@ async fn main_stage(
             path: "/manifest.json".into(),
             accept: None,
             len: objs.manifest.len() as u64,
+            authorization: None,
         });
         let head = std::sync::Arc::new(load::Op::Head {
             path: "/layer.bin".into(),
@@ -379,6 +394,55 @@ async fn main_stage(
         machine_ceilings(args, wd, short, res).await;
     }
     Ok(())
+}
+
+/// A Berth with an auth file (user `bench` may pull and push, anyone may
+/// pull), the manifest pushed while its access was still open, and a Bearer
+/// token of `bench` for the meta repository.
+async fn auth_setup(
+    args: &Args,
+    wd: &std::path::Path,
+    objs: &MetaObjects,
+) -> Result<(Server, String)> {
+    use base64::Engine as _;
+    let dir = wd.join(BERTH_AUTH);
+    let bin = berth_bin(args);
+    let open = servers::start_berth(&bin, &dir, BERTH_AUTH, &[]).await?;
+    workloads::manifest_setup(&open, objs).await?;
+    drop(open);
+    let password = "bench-password";
+    let hash = berth::auth::password::hash(password).map_err(anyhow::Error::msg)?;
+    let file = dir.join("auth.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[users.bench]\npassword = \"{hash}\"\n\n[[grant]]\nto = [\"user:bench\"]\nrepos = \"**\"\nactions = [\"pull\", \"push\"]\n\n[[grant]]\nto = [\"anonymous\"]\nrepos = \"**\"\nactions = [\"pull\"]\n\n[token]\nlifetime_secs = 86400\n"
+        ),
+    )?;
+    let file = file.to_string_lossy().into_owned();
+    let srv = servers::start_berth(&bin, &dir, BERTH_AUTH, &["--auth", &file]).await?;
+    eprintln!("{BERTH_AUTH}: listening on {} (pid {})", srv.addr, srv.pid);
+    let mut c = http::Conn::connect(srv.addr).await?;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bench:{password}"));
+    let path = format!(
+        "/v2/token?service=berth&scope=repository:{}:pull",
+        workloads::META_REPO
+    );
+    let r = c
+        .send(http::req(
+            hyper::Method::GET,
+            &path,
+            &[("authorization", format!("Basic {basic}"))],
+            http::empty(),
+        ))
+        .await?;
+    let r = http::expect(r, hyper::StatusCode::OK, "GET /v2/token").await?;
+    let body: serde_json::Value = serde_json::from_slice(&http::collect(r).await?)?;
+    let token = body["token"]
+        .as_str()
+        .context("no token in the token answer")?
+        .to_string();
+    Ok((srv, token))
 }
 
 async fn machine_ceilings(args: &Args, wd: &std::path::Path, secs: u64, res: &mut Results) {

@@ -9,6 +9,8 @@ pub const BERTH: &str = "berth";
 pub const BERTH_NOFSYNC: &str = "berth-nofsync";
 pub const BERTH_DIRECT: &str = "berth-direct";
 pub const NGINX: &str = "nginx";
+/// Berth with an auth file: anonymous pulls granted to anyone, and a user's token.
+pub const BERTH_AUTH: &str = "berth-auth";
 pub const MACHINE: &str = "machine";
 
 // Metric keys (per subject).
@@ -64,6 +66,11 @@ pub fn alias_keys() -> Vec<String> {
         .collect();
     k.push(PROMOTE_RPS.into());
     k
+}
+
+/// Manifest GET by tag with a Bearer token (on `BERTH_AUTH`).
+pub fn bearer_key(c: usize, what: &str) -> String {
+    format!("manifest_get_bearer_c{c}_{what}")
 }
 
 pub fn get_key(c: usize, what: &str) -> String {
@@ -373,6 +380,43 @@ fn rows(chunk_mib: u64, parallel: u64, tags: usize, push_c: usize) -> Vec<Row> {
             alias_key(64, "p99_ms"),
             BERTH,
             Ceil::Of(BERTH, get_key(64, "p99_ms")),
+            T::None,
+        ),
+        // With an auth file: a Bearer token beside anonymous on the same server
+        // (the share column: within 10% is >= 0.9), and anonymous beside open access.
+        row(
+            "auth on, anonymous manifest GET c=16 (req/s)",
+            get_key(16, "rps"),
+            BERTH_AUTH,
+            Ceil::Of(BERTH, get_key(16, "rps")),
+            T::None,
+        ),
+        row(
+            "auth on, Bearer manifest GET c=16 (req/s)",
+            bearer_key(16, "rps"),
+            BERTH_AUTH,
+            Ceil::Of(BERTH_AUTH, get_key(16, "rps")),
+            T::None,
+        ),
+        row(
+            "auth on, Bearer manifest GET c=64 (req/s)",
+            bearer_key(64, "rps"),
+            BERTH_AUTH,
+            Ceil::Of(BERTH_AUTH, get_key(64, "rps")),
+            T::None,
+        ),
+        row(
+            "auth on, Bearer manifest GET c=16 p99 (ms)",
+            bearer_key(16, "p99_ms"),
+            BERTH_AUTH,
+            Ceil::Of(BERTH_AUTH, get_key(16, "p99_ms")),
+            T::None,
+        ),
+        row(
+            "auth on, Bearer manifest GET c=64 p99 (ms)",
+            bearer_key(64, "p99_ms"),
+            BERTH_AUTH,
+            Ceil::Of(BERTH_AUTH, get_key(64, "p99_ms")),
             T::None,
         ),
         row(

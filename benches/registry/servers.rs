@@ -72,10 +72,11 @@ async fn answers_ok(addr: SocketAddr, path: &str) -> bool {
     let r = c
         .send(http::req(Method::GET, path, &[], http::empty()))
         .await;
-    matches!(r, Ok(r) if r.status() == StatusCode::OK)
+    // 401: a registry with authentication is up, and asks who is there.
+    matches!(r, Ok(r) if r.status() == StatusCode::OK || r.status() == StatusCode::UNAUTHORIZED)
 }
 
-/// Polls `GET path` until it answers 200.
+/// Polls `GET path` until it answers 200 (or 401).
 async fn wait_ready(srv: &mut Server, path: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -85,7 +86,7 @@ async fn wait_ready(srv: &mut Server, path: &str) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{} did not answer GET {path} with 200 within 20 s; log tail:\n{}",
+                "{} did not answer GET {path} with 200 or 401 within 20 s; log tail:\n{}",
                 srv.name,
                 log_tail(&srv.log)
             );

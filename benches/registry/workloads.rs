@@ -235,6 +235,7 @@ pub async fn meta_round(
         path: format!("/v2/{META_REPO}/manifests/latest"),
         accept: Some(MANIFEST_TYPE.into()),
         len: objs.manifest.len() as u64,
+        authorization: None,
     });
     let head = Arc::new(Op::Head {
         path: oci::blob_path(META_REPO, &objs.layer_digest()),
@@ -454,6 +455,7 @@ pub async fn alias_round(srv: &Server, subj: &str, p: &Params, res: &mut Results
         path: alias_path(),
         accept: None,
         len,
+        authorization: None,
     });
     for c in rep::ALIAS_CONC {
         match load::run(srv.addr, op.clone(), c, p.duration).await {
@@ -491,4 +493,49 @@ pub async fn alias_round(srv: &Server, subj: &str, p: &Params, res: &mut Results
         anyhow::Ok(rate)
     };
     record(res, subj, rep::PROMOTE_RPS, promotions.await, "req/s");
+}
+
+/// Berth with an auth file, manifest GET by tag at 16 and 64 connections:
+/// anonymous (pull granted to anyone) and with a Bearer token, one after the
+/// other in each round, so that both see the same machine.
+pub async fn auth_round(
+    srv: &Server,
+    subj: &str,
+    objs: &MetaObjects,
+    token: &str,
+    p: &Params,
+    res: &mut Results,
+) {
+    for c in rep::ALIAS_CONC {
+        for (authorization, key) in [
+            (None, rep::get_key as fn(usize, &str) -> String),
+            (Some(format!("Bearer {token}")), rep::bearer_key),
+        ] {
+            let op = Arc::new(Op::Get {
+                path: format!("/v2/{META_REPO}/manifests/latest"),
+                accept: Some(MANIFEST_TYPE.into()),
+                len: objs.manifest.len() as u64,
+                authorization,
+            });
+            match load::run(srv.addr, op, c, p.duration).await {
+                Ok(s) => {
+                    record(res, subj, &key(c, "rps"), Ok(s.rps), "req/s");
+                    record(res, subj, &key(c, "p99_ms"), Ok(s.p99_ms), "ms");
+                }
+                Err(e) => {
+                    for w in ["rps", "p99_ms"] {
+                        res.fail(subj, &key(c, w), &e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The manifest and its blobs in the meta repository, nothing else.
+pub async fn manifest_setup(srv: &Server, objs: &MetaObjects) -> Result<()> {
+    let mut c = Conn::connect(srv.addr).await?;
+    objs.push_blobs(&mut c, META_REPO).await?;
+    oci::put_manifest(&mut c, META_REPO, "latest", objs.manifest.clone()).await?;
+    Ok(())
 }

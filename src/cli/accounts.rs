@@ -71,6 +71,14 @@ fn read_password(from_stdin: bool) -> Result<String> {
     Ok(p)
 }
 
+/// Asks for the new password and writes its hash (and the groups, if given).
+fn write_password(auth: &std::path::Path, u: &UserPassword) -> Result<()> {
+    let hash = password::hash(&read_password(u.password_stdin)?).map_err(anyhow::Error::msg)?;
+    let groups = (!u.groups.is_empty()).then_some(&u.groups[..]);
+    file::set_user(auth, &u.name, &hash, groups)?;
+    Ok(())
+}
+
 pub fn user(a: UserArgs) -> Result<()> {
     match a.command {
         UserCommand::Add(u) | UserCommand::Passwd(u) if !file::valid_user_name(&u.name) => {
@@ -81,14 +89,7 @@ pub fn user(a: UserArgs) -> Result<()> {
             )
         }
         UserCommand::Add(u) => {
-            let hash =
-                password::hash(&read_password(u.password_stdin)?).map_err(anyhow::Error::msg)?;
-            file::set_user(
-                &a.auth,
-                &u.name,
-                &hash,
-                (!u.groups.is_empty()).then_some(&u.groups[..]),
-            )?;
+            write_password(&a.auth, &u)?;
             println!(
                 "user {} written to {}; send SIGHUP to the server (or restart it) to load it",
                 u.name,
@@ -104,14 +105,7 @@ pub fn user(a: UserArgs) -> Result<()> {
                     u.name
                 );
             }
-            let hash =
-                password::hash(&read_password(u.password_stdin)?).map_err(anyhow::Error::msg)?;
-            file::set_user(
-                &a.auth,
-                &u.name,
-                &hash,
-                (!u.groups.is_empty()).then_some(&u.groups[..]),
-            )?;
+            write_password(&a.auth, &u)?;
             println!(
                 "password of {} changed in {}; send SIGHUP to the server to load it",
                 u.name,

@@ -468,3 +468,76 @@ fn bearer_flow_against_berth_with_auth() {
     let e = client.fails(&mut client.cmd(&["pull", &r, again.to_str().unwrap(), "-q"]));
     assert!(e.contains(&format!("berth login {host}")), "{e}");
 }
+
+/// `berth robot create|list|revoke` through the admin API, as an admin logged
+/// in with `berth login`; the robot then logs in with its token and pushes,
+/// until it is revoked.
+#[test]
+fn robots_from_the_cli() {
+    let admin = Client::new();
+    let srv = berth_with_auth(
+        &admin,
+        "\n[[grant]]\nto = [\"user:alice\"]\nregistry = true\nactions = [\"admin\"]\n",
+    );
+    let host = srv.addr.clone();
+    assert!(admin.login(&host, PASSWORD).status.success());
+    let created = admin.ok(&mut admin.cmd(&[
+        "robot",
+        "create",
+        "ci",
+        "--group",
+        "ml",
+        "--expires-in-days",
+        "7",
+        "--registry",
+        &host,
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&created).expect("robot JSON");
+    assert_eq!(v["username"], "robot+ci");
+    let token = v["token"].as_str().expect("token").to_string();
+    let list = admin.ok(&mut admin.cmd(&["robot", "list", "--registry", &host]));
+    assert!(
+        list.contains("robot+ci") && list.contains("active") && !list.contains(&token),
+        "{list}"
+    );
+
+    // The robot, with its own config: a login as docker's would be.
+    let robot = Client::new();
+    let out = {
+        use std::io::Write as _;
+        let mut child = robot
+            .cmd(&["login", &host, "-u", "robot+ci", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("berth login");
+        writeln!(child.stdin.take().expect("stdin"), "{token}").expect("token");
+        child.wait_with_output().expect("berth login")
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let src = robot.path("src");
+    make_model(&src, 2);
+    robot.ok(&mut robot.cmd(&[
+        "push",
+        src.to_str().unwrap(),
+        &format!("{host}/team/ci:v1"),
+        "-q",
+    ]));
+
+    admin.ok(&mut admin.cmd(&["robot", "revoke", "ci", "--registry", &host]));
+    let e = robot.fails(&mut robot.cmd(&[
+        "push",
+        src.to_str().unwrap(),
+        &format!("{host}/team/ci:v2"),
+        "-q",
+    ]));
+    assert!(e.contains("refused") || e.contains("401"), "{e}");
+    let list = admin.ok(&mut admin.cmd(&["robot", "list", "--registry", &host]));
+    assert!(list.contains("revoked"), "{list}");
+}

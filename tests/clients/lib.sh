@@ -9,6 +9,9 @@
 #                      podman): registries.conf marking $HOST insecure, policy.json accepting
 #                      anything (through HOME), a vfs storage.conf, an empty auth file.
 #                      Nothing under /etc is read for them or changed.
+#   start_containerd   a private containerd (config, root, state and socket under $T),
+#                      its pid in $T/containerd.pid; CTR is the ctr command for it.
+#                      A script's `cleanup` stops it with stop_containerd.
 T=$(mktemp -d -t berth-client-XXXXXX)
 
 client_script() {
@@ -85,4 +88,34 @@ CONF
     export REGISTRY_AUTH_FILE="$T/auth.json"
     export XDG_RUNTIME_DIR="$T/run"
     export XDG_CONFIG_HOME="$T/home/.config"
+}
+
+CTR=(ctr --address "$T/containerd/containerd.sock" --namespace berth-test)
+
+start_containerd() {
+    mkdir -p "$T/containerd/root" "$T/containerd/state"
+    cat >"$T/containerd/config.toml" <<CONF
+version = 2
+root = "$T/containerd/root"
+state = "$T/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$T/containerd/containerd.sock"
+CONF
+    containerd --config "$T/containerd/config.toml" >"$T/containerd.log" 2>&1 &
+    echo $! >"$T/containerd.pid"
+    for _ in $(seq 1 100); do
+        "${CTR[@]}" version >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    "${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start: $(tail -20 "$T/containerd.log")"
+}
+
+# containerd is the script shell's child: stop it and wait, so that nothing is
+# still writing under $T when it is removed.
+stop_containerd() {
+    if [ -f "$T/containerd.pid" ]; then
+        kill "$(cat "$T/containerd.pid")" 2>/dev/null || true
+        wait "$(cat "$T/containerd.pid")" 2>/dev/null || true
+    fi
 }

@@ -20,12 +20,8 @@ containers_config
 SKOPEO=(skopeo --policy "$HOME/.config/containers/policy.json" --registries.d "$T/registries.d" --tmpdir "$T/tmp" --command-timeout 300s)
 PODMAN=(podman --root "$T/storage/root" --runroot "$T/storage/run" --storage-driver vfs
     --cgroup-manager cgroupfs --events-backend none --tmpdir "$T/tmp")
-CTR=(ctr --address "$T/containerd/containerd.sock" --namespace berth-test)
 cleanup() {
-    if [ -f "$T/containerd.pid" ]; then
-        kill "$(cat "$T/containerd.pid")" 2>/dev/null || true
-        wait "$(cat "$T/containerd.pid")" 2>/dev/null || true
-    fi
+    stop_containerd
     chmod -R u+w "$T" 2>/dev/null || true
 }
 REPO=team/login
@@ -58,22 +54,7 @@ grep -Eiq "unauthorized|authentication required" "$T/out" || fail "refused, but 
 ok "after skopeo logout: refused as unauthorized"
 
 step="start containerd"
-mkdir -p "$T/containerd/root" "$T/containerd/state"
-cat >"$T/containerd/config.toml" <<CONF
-version = 2
-root = "$T/containerd/root"
-state = "$T/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/containerd/containerd.sock"
-CONF
-containerd --config "$T/containerd/config.toml" >"$T/containerd.log" 2>&1 &
-echo $! >"$T/containerd.pid"
-for _ in $(seq 1 100); do
-    "${CTR[@]}" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
-"${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start: $(tail -20 "$T/containerd.log")"
+start_containerd
 
 step="ctr pull and push with --user"
 if "${CTR[@]}" images pull --plain-http "$HOST/$REPO:v1" >"$T/out" 2>&1; then

@@ -17,14 +17,8 @@ client_script "$@" -- podman containerd ctr python3 sha256sum tar
 containers_config
 PODMAN=(podman --root "$T/storage/root" --runroot "$T/storage/run" --storage-driver vfs
     --cgroup-manager cgroupfs --events-backend none --tmpdir "$T/tmp")
-CTR=(ctr --address "$T/containerd/containerd.sock" --namespace berth-test)
 cleanup() {
-    # containerd is this shell's child: stop it and wait, so that nothing is still
-    # writing under $T when it is removed.
-    if [ -f "$T/containerd.pid" ]; then
-        kill "$(cat "$T/containerd.pid")" 2>/dev/null || true
-        wait "$(cat "$T/containerd.pid")" 2>/dev/null || true
-    fi
+    stop_containerd
     # podman's vfs layers may carry read-only directories.
     chmod -R u+w "$T" 2>/dev/null || true
 }
@@ -89,22 +83,7 @@ ok "podman pull of both tags after removing every local image: same image id ${I
 
 # --- containerd --------------------------------------------------------------------------
 step="start containerd"
-mkdir -p "$T/containerd/root" "$T/containerd/state"
-cat >"$T/containerd/config.toml" <<CONF
-version = 2
-root = "$T/containerd/root"
-state = "$T/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$T/containerd/containerd.sock"
-CONF
-containerd --config "$T/containerd/config.toml" >"$T/containerd.log" 2>&1 &
-echo $! >"$T/containerd.pid"
-for _ in $(seq 1 100); do
-    "${CTR[@]}" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
-"${CTR[@]}" version >/dev/null 2>&1 || fail "containerd did not start: $(tail -20 "$T/containerd.log")"
+start_containerd
 ok "containerd started (private config, root, state and socket)"
 
 step="ctr images pull"
