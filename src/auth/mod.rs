@@ -28,6 +28,9 @@ pub const ROBOT_TOKEN_PREFIX: &str = "berth_";
 /// request does not cost an argon2 hash each.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 const MAX_VERIFIED: usize = 10_000;
+/// Registry tokens remembered once checked, so that a request with a token
+/// seen before costs a map lookup instead of a JWT decode and an HMAC.
+const MAX_CHECKED_TOKENS: usize = 10_000;
 /// Password hashes computed at once (each takes 19 MiB and a core for ~30 ms).
 const HASHING_AT_ONCE: usize = 4;
 
@@ -69,6 +72,21 @@ pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// What a checked registry token says.
+struct CheckedToken {
+    kind: String,
+    sub: String,
+    scopes: Arc<[crate::http::access::Scope]>,
+    /// Seconds since the epoch.
+    exp: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The registry's authentication: the auth file (if any), the token key, robot
 /// accounts, and the memory of failed logins.
 pub struct Auth {
@@ -78,6 +96,7 @@ pub struct Auth {
     robots: RwLock<Robots>,
     backoff: backoff::Backoff,
     verified: Mutex<HashMap<[u8; 32], Instant>>,
+    checked_tokens: Mutex<HashMap<String, Arc<CheckedToken>>>,
     hashing: tokio::sync::Semaphore,
     /// `https` when the server speaks TLS: the scheme of the token realm.
     pub scheme: &'static str,
@@ -173,6 +192,7 @@ impl Auth {
             robots: RwLock::new(Robots::default()),
             backoff: backoff::Backoff::default(),
             verified: Mutex::new(HashMap::new()),
+            checked_tokens: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
             scheme: "http",
         }
@@ -209,6 +229,9 @@ impl Auth {
         }
         if let Ok(mut v) = self.verified.lock() {
             v.clear();
+        }
+        if let Ok(mut t) = self.checked_tokens.lock() {
+            t.clear();
         }
         Ok(true)
     }
@@ -277,11 +300,7 @@ impl Auth {
             })?;
             return Ok(Some(robot_principal(robot, address)));
         }
-        let claims = state.keys.check(rest).map_err(|e| match e {
-            token::TokenError::Expired => Denial::Expired,
-            e => Denial::BadCredentials(e.to_string()),
-        })?;
-        let scopes = token::granted_scopes(&claims.access);
+        let claims = self.check_token(state, rest)?;
         let mut principal = match claims.kind.as_str() {
             "anonymous" => Principal::anonymous(Actor {
                 name: crate::http::actor::ANONYMOUS.to_string(),
@@ -302,8 +321,42 @@ impl Auth {
             }
             _ => return Err(Denial::BadCredentials("unknown token kind".into())),
         };
-        principal.token = Some(scopes);
+        principal.token = Some(claims.scopes.clone());
         Ok(Some(principal))
+    }
+
+    /// A registry token's claims: from the memory of tokens checked before
+    /// (while unexpired), or checked now and remembered.
+    fn check_token(&self, state: &AuthState, token: &str) -> Result<Arc<CheckedToken>, Denial> {
+        let now = now_secs();
+        if let Ok(t) = self.checked_tokens.lock()
+            && let Some(c) = t.get(token)
+        {
+            if now < c.exp {
+                return Ok(c.clone());
+            }
+            return Err(Denial::Expired);
+        }
+        let claims = state.keys.check(token).map_err(|e| match e {
+            token::TokenError::Expired => Denial::Expired,
+            e => Denial::BadCredentials(e.to_string()),
+        })?;
+        let checked = Arc::new(CheckedToken {
+            scopes: token::granted_scopes(&claims.access).into(),
+            kind: claims.kind,
+            sub: claims.sub,
+            exp: claims.exp,
+        });
+        if let Ok(mut t) = self.checked_tokens.lock() {
+            if t.len() >= MAX_CHECKED_TOKENS {
+                t.retain(|_, c| now < c.exp);
+                if t.len() >= MAX_CHECKED_TOKENS {
+                    t.clear();
+                }
+            }
+            t.insert(token.to_string(), checked.clone());
+        }
+        Ok(checked)
     }
 
     /// Checks a user name and password (or a robot name and its token),

@@ -220,7 +220,7 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// A bearer token's grants: the most the request may do, whatever the
     /// rules would allow (`None`: not a token).
-    pub token: Option<Vec<Scope>>,
+    pub token: Option<std::sync::Arc<[Scope]>>,
 }
 
 impl Principal {
@@ -485,7 +485,7 @@ mod tests {
     fn a_token_grants_at_most_its_scopes() {
         let access = Access::Rules(vec![rule(&["user:ci"], Some("team/*"), &["pull", "push"])]);
         let mut ci = who(PrincipalKind::User, "ci", &[]);
-        ci.token = Some(vec![pull("team/m")]);
+        ci.token = Some(vec![pull("team/m")].into());
         assert!(access.authorize(&ci, &[pull("team/m")]).is_ok());
         // Allowed by the rules but not in the token: ask for another token.
         let push = Scope::repo(&repo("team/m"), Action::Push);
@@ -494,7 +494,7 @@ mod tests {
             Some(Denial::InsufficientScope { scope: push })
         );
         // A token cannot carry more than the rules allow now.
-        ci.token = Some(vec![pull("other")]);
+        ci.token = Some(vec![pull("other")].into());
         assert!(matches!(
             access.authorize(&ci, &[pull("other")]).err(),
             Some(Denial::Forbidden { .. })
