@@ -369,6 +369,12 @@ impl Grant<'_> {
         matches!(self.access, Access::Open)
     }
 
+    /// Whether a listing may show the repository named `name` (a stored name;
+    /// one that does not parse is not shown unless everything is open).
+    pub fn may_list(&self, name: &str) -> bool {
+        self.sees_everything() || name.parse::<RepoName>().is_ok_and(|r| self.may_pull(&r))
+    }
+
     /// Whether a listing may show `repo`: by the rules, whatever scopes a
     /// token was asked for (a catalog token names no repository).
     pub fn may_pull(&self, repo: &RepoName) -> bool {

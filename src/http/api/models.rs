@@ -40,10 +40,7 @@ pub(super) async fn list(
     let page = app
         .registry
         .list_models(&filter, after.as_deref(), limit, &|name: &str| {
-            grant.sees_everything()
-                || name
-                    .parse::<crate::oci::RepoName>()
-                    .is_ok_and(|r| grant.may_pull(&r))
+            grant.may_list(name)
         })
         .await?;
     let next_cursor = match (page.more, page.items.last()) {

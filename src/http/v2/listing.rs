@@ -89,9 +89,7 @@ pub(super) async fn tags(ctx: Ctx<'_>, repo: &RepoName) -> Result<Response, ApiE
 pub(super) async fn catalog(ctx: Ctx<'_>) -> Result<Response, ApiError> {
     let (n, last) = pagination(ctx)?;
     let grant = ctx.grant;
-    let visible = move |name: &str| {
-        grant.sees_everything() || name.parse::<RepoName>().is_ok_and(|r| grant.may_pull(&r))
-    };
+    let visible = move |name: &str| grant.may_list(name);
     let page = ctx.app.registry.list_repos(n, last, &visible).await?;
     let body = json!({ "repositories": page.items });
     page_response("/v2/_catalog", n, &page, body)
