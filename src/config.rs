@@ -17,6 +17,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// How upload bytes are written to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadIoMode {
+    /// Through the page cache for the first 64 MiB of an upload, around it past
+    /// them and for appends declared at least that long.
+    Auto,
+    /// Around the page cache (`O_DIRECT`) wherever the filesystem allows it.
+    Direct,
+    /// Through the page cache.
+    Buffered,
+}
+
 /// `berth serve` flags. Every flag also reads a `BERTH_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -35,8 +48,13 @@ pub struct ServeArgs {
     /// Skip fsync on commits: faster, but a power loss can lose recent pushes.
     #[arg(long, env = "BERTH_NO_FSYNC")]
     pub no_fsync: bool,
-    /// Write uploads with direct I/O (bypassing the page cache) where the filesystem allows it.
-    #[arg(long, env = "BERTH_DIRECT_IO")]
+    /// How upload bytes are written: `auto` keeps small uploads in the page cache
+    /// (fast first pull) and writes large ones with direct I/O (fast push)
+    /// [default: auto].
+    #[arg(long, env = "BERTH_UPLOAD_IO", value_enum)]
+    pub upload_io: Option<UploadIoMode>,
+    /// Shorthand for `--upload-io direct`.
+    #[arg(long, env = "BERTH_DIRECT_IO", conflicts_with = "upload_io")]
     pub direct_io: bool,
     /// Largest manifest accepted, in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_BYTES")]
@@ -113,6 +131,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     fsync: Option<bool>,
     direct_io: Option<bool>,
+    upload_io: Option<UploadIoMode>,
     max_manifest_bytes: Option<u64>,
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
@@ -174,8 +193,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub fsync: bool,
-    /// Upload bytes bypass the page cache where the filesystem allows it.
-    pub direct_io: bool,
+    /// How upload bytes are written.
+    pub upload_io: UploadIoMode,
     /// Most threads of the runtime's blocking pool, where file I/O runs.
     pub io_threads: NonZeroUsize,
     /// How long a client may go quiet (over a request head, between requests,
@@ -310,7 +329,14 @@ impl Config {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
             fsync: !args.no_fsync && file.fsync.unwrap_or(true),
-            direct_io: args.direct_io || file.direct_io.unwrap_or(false),
+            upload_io: match (args.direct_io, args.upload_io) {
+                (true, _) => UploadIoMode::Direct,
+                (false, Some(mode)) => mode,
+                (false, None) => file.upload_io.unwrap_or(match file.direct_io {
+                    Some(true) => UploadIoMode::Direct,
+                    _ => UploadIoMode::Auto,
+                }),
+            },
             io_threads: args
                 .io_threads
                 .or(file.io_threads)
@@ -379,7 +405,7 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:5000");
         assert_eq!(c.data_dir, PathBuf::from("berth-data"));
         assert!(c.fsync);
-        assert!(!c.direct_io);
+        assert_eq!(c.upload_io, UploadIoMode::Auto);
         assert_eq!(c.io_threads.get(), 512);
         assert_eq!(c.client_timeout, Some(Duration::from_secs(60)));
 
@@ -398,7 +424,7 @@ mod tests {
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:6000");
         assert!(!c.fsync);
-        assert!(c.direct_io);
+        assert_eq!(c.upload_io, UploadIoMode::Direct);
         assert_eq!(c.limits.max_manifest_bytes, 20);
         assert_eq!(c.io_threads.get(), 8);
         assert_eq!(c.client_timeout, None);

@@ -14,14 +14,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, UploadIoMode};
 use crate::governance::policy::Policy;
 use crate::governance::signing::SigningKey;
 use crate::governance::{Governance, GovernanceSettings};
 use crate::http::actor::ClientAddr;
 use crate::http::{App, router};
 use crate::registry::Registry;
-use crate::store::{fs::FsBlobStore, redb::RedbMetaStore};
+use crate::store::{UploadIo, fs::FsBlobStore, redb::RedbMetaStore};
 
 /// The environment variable that opens an encrypted registry signing key.
 pub const SIGNING_KEY_PASSWORD: &str = "BERTH_SIGNING_KEY_PASSWORD";
@@ -100,7 +100,11 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let blobs = FsBlobStore::open(&config.data_dir, config.fsync)
         .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?
-        .direct_io(config.direct_io);
+        .upload_io(match config.upload_io {
+            UploadIoMode::Auto => UploadIo::default(),
+            UploadIoMode::Direct => UploadIo::Direct,
+            UploadIoMode::Buffered => UploadIo::Buffered,
+        });
     let meta = RedbMetaStore::open(&config.data_dir.join("berth.redb"), config.fsync)
         .context("opening metadata database")?;
     let policy = load_policy(&config.policy)?;

@@ -63,8 +63,8 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     limits: Limits,
     governance: Governance,
-    /// In-memory state of live upload sessions (the running hash); rebuilt from the
-    /// upload's bytes when missing, e.g. after a restart.
+    /// Locks of the upload sessions requests are working on (where a session
+    /// stands is in its record).
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
 }
 

@@ -8,19 +8,15 @@ use futures_util::StreamExt;
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::{Algorithm, Digest, Hasher};
-use crate::store::{AppendError, BlobStore, ByteStream, UploadRecord};
+use crate::store::{AppendError, BlobStore, ByteStream, StoreError, UploadRecord, UploadState};
 use body::{BodyTooLong, cap_length, hash_alongside};
 
 mod body;
 
-/// Live state of one upload session.
-pub(super) struct Session {
-    /// sha256 of the bytes so far, or `None` when unknown (after a restart or a
-    /// failed write): then the upload is re-read at commit.
-    hasher: Option<Hasher>,
-    /// Size the hasher has seen.
-    hashed: u64,
-}
+/// The lock of one upload session, held by the request (or the append) working
+/// on it. Where the session stands is in its record, not here: it outlives the
+/// process.
+pub(super) struct Session;
 
 /// A session, locked for the request (or the append) working on it.
 type SessionGuard = tokio::sync::OwnedMutexGuard<Session>;
@@ -55,7 +51,7 @@ impl Drop for RemoveUploadOnDrop {
         };
         let blobs = self.blobs.clone();
         rt.spawn(async move {
-            if let Err(e) = blobs.delete_upload(&id).await {
+            if let Err(e) = blobs.delete_upload(&id, None).await {
                 tracing::warn!(upload = %id, error = %e, "could not remove upload bytes");
             }
         });
@@ -82,15 +78,21 @@ impl Registry {
     /// Opens an upload session in `repo` for `owner` and returns its id.
     pub async fn start_upload(&self, repo: &str, owner: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.blobs.create_upload(&id).await?;
+        let state = self.blobs.begin_upload(&id).await?;
+        let now = now_unix();
         let record = UploadRecord {
             repo: repo.to_string(),
-            started_unix: now_unix(),
+            started_unix: now,
             owner: Some(owner.to_string()),
+            state,
+            // The digest's algorithm is told only at the end; sha256 is what
+            // clients use (another is verified by reading the bytes back).
+            hash: Some(Algorithm::Sha256.hasher().save()),
+            updated_unix: now,
         };
         let max = self.limits.max_uploads_per_identity;
         if let Err(e) = self.meta.create_upload(&id, &record, max).await {
-            let _ = self.blobs.delete_upload(&id).await;
+            let _ = self.blobs.delete_upload(&id, Some(&record.state)).await;
             return Err(e.into());
         }
         Ok(id)
@@ -120,8 +122,9 @@ impl Registry {
         })
     }
 
-    /// Finds a live session of `repo`, or `UploadUnknown`.
-    async fn session(&self, repo: &str, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>> {
+    /// Finds a live session of `repo` and locks it; returns the lock and the
+    /// session's record as it stands under the lock, or `UploadUnknown`.
+    async fn session(&self, repo: &str, id: &str) -> Result<(SessionGuard, UploadRecord)> {
         let unknown = || RegistryError::UploadUnknown(id.to_string());
         if !valid_upload_id(id) {
             return Err(unknown());
@@ -130,31 +133,29 @@ impl Registry {
             Some(r) if r.repo == repo => {}
             _ => return Err(unknown()),
         }
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| RegistryError::UploadInvalid("session table poisoned".into()))?;
-        let s = sessions.entry(id.to_string()).or_insert_with(|| {
-            Arc::new(tokio::sync::Mutex::new(Session {
-                hasher: Some(Algorithm::Sha256.hasher()),
-                hashed: 0,
-            }))
-        });
-        Ok(s.clone())
+        let session = {
+            let mut sessions = self
+                .sessions
+                .lock()
+                .map_err(|_| RegistryError::UploadInvalid("session table poisoned".into()))?;
+            sessions
+                .entry(id.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Session)))
+                .clone()
+        };
+        let guard = session.lock_owned().await;
+        // Read again under the lock: the request before ours may have appended,
+        // or ended the session.
+        match self.meta.upload(id).await? {
+            Some(r) if r.repo == repo => Ok((guard, r)),
+            _ => Err(unknown()),
+        }
     }
 
     /// The number of bytes an upload holds.
     pub async fn upload_size(&self, repo: &str, id: &str) -> Result<u64> {
-        let session = self.session(repo, id).await?;
-        let _guard = session.lock().await;
-        self.stored_len(id).await
-    }
-
-    async fn stored_len(&self, id: &str) -> Result<u64> {
-        self.blobs
-            .upload_len(id)
-            .await?
-            .ok_or_else(|| RegistryError::UploadUnknown(id.to_string()))
+        let (_guard, record) = self.session(repo, id).await?;
+        Ok(record.state.len)
     }
 
     /// Appends a chunk. `range` is the request's `Content-Range`, `length` its
@@ -167,26 +168,29 @@ impl Registry {
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let session = self.session(repo, id).await?;
-        let s = session.lock_owned().await;
-        let (_, size) = self.append_locked(s, id, range, length, body).await?;
-        Ok(size)
+        let (guard, record) = self.session(repo, id).await?;
+        let append = Append::Session { id, guard, record };
+        let (_, record) = self.append_locked(append, range, length, body).await?;
+        Ok(record.state.len)
     }
 
-    /// Appends to the upload whose session `s` holds, and hands the session back
-    /// with the new size. The bytes are written on a task of its own that keeps
-    /// the session locked until the store has finished: if the request is
-    /// dropped mid-way (the client went away), its writer may still have bytes
-    /// queued, and another request must not commit the file under it meanwhile.
-    async fn append_locked(
+    /// Appends to an upload and hands back the lock (if a session's) and its
+    /// record as it now stands. A session's record is rewritten after the
+    /// append, with the store's state and the running hash, before anything is
+    /// answered: a session survives a restart without its bytes being read
+    /// again. The bytes are written on a task of its own that keeps the session
+    /// locked until the store has finished: if the request is dropped mid-way
+    /// (the client went away), its writer may still have bytes queued, and
+    /// another request must not commit the upload under it meanwhile.
+    async fn append_locked<'a>(
         &self,
-        mut s: SessionGuard,
-        id: &str,
+        append: Append<'a>,
         range: Option<ChunkRange>,
         length: Option<u64>,
         body: ByteStream,
-    ) -> Result<(SessionGuard, u64)> {
-        let size = self.stored_len(id).await?;
+    ) -> Result<(Option<SessionGuard>, UploadRecord)> {
+        let (id, guard, mut record) = append.parts();
+        let size = record.state.len;
         let out_of_order = |reason: String| RegistryError::ChunkOutOfOrder { size, reason };
         // The chunk's length as declared: by its Content-Range, else its Content-Length.
         let declared_span = match range {
@@ -211,9 +215,6 @@ impl Registry {
             None => None,
         };
         let expected = declared_span.or(length);
-        if s.hashed != size {
-            s.hasher = None; // bytes arrived that this process did not hash
-        }
         // Framing bounds a body only when it is sized by Content-Length; a chunked
         // one declared by Content-Range is not, so whatever declared it, cap it
         // (one comparison per buffer).
@@ -221,46 +222,64 @@ impl Registry {
             Some(n) => cap_length(body, n),
             None => body,
         };
-        let (body, hashed) = hash_alongside(body, s.hasher.take(), expected);
-        let (blobs, upload) = (self.blobs.clone(), id.to_string());
-        let append = tokio::spawn(async move {
-            let result = blobs.append_upload(&upload, body).await;
-            (s, result, hashed.await)
+        let hasher = record.hash.as_deref().and_then(Hasher::resume);
+        let (body, hashed) = hash_alongside(body, hasher, expected);
+        let (blobs, upload, from) = (self.blobs.clone(), id.to_string(), record.state.clone());
+        let task = tokio::spawn(async move {
+            let result = blobs.append_upload(&upload, &from, expected, body).await;
+            (guard, result, hashed.await)
         });
         // A failed task is our fault, not the client's: a 500, not a 400.
-        let (mut s, result, hashed) = append.await.map_err(|e| {
-            RegistryError::Store(crate::store::StoreError::Io(std::io::Error::other(e)))
-        })?;
-        match result {
-            Ok(n) => {
-                // A hasher that missed some of the bytes is no use: re-read at commit.
-                s.hasher = hashed.filter(|h| h.len == n).map(|h| h.hasher);
-                s.hashed = size + n;
-                if let Some(e) = expected.filter(|&e| e != n) {
-                    return Err(RegistryError::SizeInvalid(format!(
-                        "received {n} bytes where {e} were declared"
-                    )));
-                }
-                Ok((s, size + n))
+        let (guard, result, hashed) = task
+            .await
+            .map_err(|e| RegistryError::Store(StoreError::Io(std::io::Error::other(e))))?;
+        let (kept, failure) = match result {
+            Ok(state) => (state, None),
+            Err((state, failure)) => (state, Some(failure)),
+        };
+        let appended = kept.len.saturating_sub(size);
+        let hash = hashed.map(|h| (h.len, h.hasher.save()));
+        let moved = match (&hash, &record.hash) {
+            // The hash saw exactly the bytes kept: both go on from here.
+            (Some((len, saved)), _) if *len == appended => {
+                record.hash = Some(saved.clone());
+                true
             }
-            Err((_, failure)) => {
-                s.hasher = None;
-                Err(match failure {
-                    AppendError::Body(e) => {
-                        match e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
-                            Some(too_long) => RegistryError::SizeInvalid(too_long.to_string()),
-                            None => RegistryError::Body(e),
-                        }
-                    }
-                    // Ours, not the client's: a 500 it retries, never a 400 it gives up on.
-                    AppendError::Store(e) => RegistryError::Store(crate::store::StoreError::Io(e)),
-                })
+            // Unknown before, unknown still: the bytes are read back at the end.
+            (None, None) => true,
+            // The hash saw bytes the store did not keep: start again from before.
+            _ => false,
+        };
+        if moved && appended > 0 {
+            record.state = kept;
+            record.updated_unix = now_unix();
+            if guard.is_some() && !self.meta.update_upload(id, &record).await? {
+                return Err(RegistryError::UploadUnknown(id.to_string()));
             }
         }
+        if let Some(failure) = failure {
+            return Err(match failure {
+                AppendError::Body(e) => {
+                    match e.get_ref().and_then(|e| e.downcast_ref::<BodyTooLong>()) {
+                        Some(too_long) => RegistryError::SizeInvalid(too_long.to_string()),
+                        None => RegistryError::Body(e),
+                    }
+                }
+                // Ours, not the client's: a 500 it retries, never a 400 it gives up on.
+                AppendError::Store(e) => RegistryError::Store(StoreError::Io(e)),
+            });
+        }
+        if let Some(e) = expected.filter(|&e| e != appended) {
+            return Err(RegistryError::SizeInvalid(format!(
+                "received {appended} bytes where {e} were declared"
+            )));
+        }
+        Ok((guard, record))
     }
 
     /// Completes an upload: appends the optional last chunk, verifies the digest,
-    /// commits the blob and links it into `repo`. A digest mismatch ends the session.
+    /// commits the blob and links it into `repo`. A digest mismatch ends the
+    /// session; a commit the store failed keeps it, so that the client can retry.
     pub async fn finish_upload(
         &self,
         repo: &str,
@@ -270,54 +289,86 @@ impl Registry {
         length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
-        let session = self.session(repo, id).await?;
-        let mut s = session.lock_owned().await;
+        let (guard, mut record) = self.session(repo, id).await?;
+        let mut guard = Some(guard);
         if let Some(body) = body {
-            (s, _) = self.append_locked(s, id, range, length, body).await?;
+            let append = Append::Session {
+                id,
+                guard: guard
+                    .take()
+                    .ok_or_else(|| RegistryError::UploadUnknown(id.into()))?,
+                record,
+            };
+            (guard, record) = self.append_locked(append, range, length, body).await?;
         }
-        let size = self.stored_len(id).await?;
-        let computed = match (digest.algorithm(), s.hasher.take()) {
-            (Algorithm::Sha256, Some(h)) if s.hashed == size => h.finish(),
-            (alg, _) => self.rehash_upload(id, alg).await?,
-        };
-        let result = if &computed == digest {
-            self.commit(repo, id, digest, size).await
-        } else {
-            Err(RegistryError::DigestMismatch {
+        let computed = self.upload_digest(id, &record, digest.algorithm()).await?;
+        if &computed != digest {
+            self.end_session(id, &record.state).await;
+            return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual: computed,
-            })
-        };
-        self.end_session(id).await;
-        result
+            });
+        }
+        self.commit(repo, id, &record.state, digest).await?;
+        self.end_session(id, &record.state).await;
+        drop(guard);
+        Ok(())
     }
 
-    async fn rehash_upload(&self, id: &str, alg: Algorithm) -> Result<Digest> {
-        let mut stream = self.blobs.read_upload(id).await?;
+    /// The digest of an upload's bytes: from the hash kept with it, or, for
+    /// another algorithm (or a hash not known), by reading them back.
+    async fn upload_digest(
+        &self,
+        id: &str,
+        record: &UploadRecord,
+        alg: Algorithm,
+    ) -> Result<Digest> {
+        if let Some(h) = record.hash.as_deref().and_then(Hasher::resume)
+            && h.algorithm() == alg
+        {
+            return Ok(h.finish());
+        }
+        let Some(mut stream) = self.blobs.read_upload(id, &record.state).await? else {
+            return Err(RegistryError::DigestInvalid(format!(
+                "this store verifies a chunked upload by its running {} hash only; push {} blobs in one request with the digest given at its start",
+                record
+                    .hash
+                    .as_deref()
+                    .and_then(|h| h.split_once(':'))
+                    .map_or("sha256", |(alg, _)| alg),
+                alg.as_str()
+            )));
+        };
         let mut h = alg.hasher();
         while let Some(chunk) = stream.next().await {
-            h.update(&chunk.map_err(crate::store::StoreError::Io)?);
+            h.update(&chunk.map_err(StoreError::Io)?);
         }
         Ok(h.finish())
     }
 
-    async fn commit(&self, repo: &str, id: &str, digest: &Digest, size: u64) -> Result<()> {
-        self.blobs.commit_upload(id, digest).await?;
-        self.meta.link_blob(repo, digest, size).await?;
+    async fn commit(
+        &self,
+        repo: &str,
+        id: &str,
+        state: &UploadState,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.blobs.commit_upload(id, state, digest).await?;
+        self.meta.link_blob(repo, digest, state.len).await?;
         Ok(())
     }
 
     /// Forgets a session and removes its bytes (committed bytes were moved away).
     /// The record goes first: a request arriving meanwhile then finds no session,
     /// rather than recreating in-memory state for one that is ending.
-    async fn end_session(&self, id: &str) {
+    async fn end_session(&self, id: &str, state: &UploadState) {
         if let Err(e) = self.meta.delete_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload record");
         }
         if let Ok(mut sessions) = self.sessions.lock() {
             sessions.remove(id);
         }
-        if let Err(e) = self.blobs.delete_upload(id).await {
+        if let Err(e) = self.blobs.delete_upload(id, Some(state)).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload bytes");
         }
     }
@@ -331,7 +382,12 @@ impl Registry {
             self.meta.list_uploads().await?.into_iter().collect();
         let mut removed = 0;
         for (id, record) in &records {
-            let last_write = files.get(id).copied().unwrap_or(record.started_unix);
+            let last_write = files
+                .get(id)
+                .copied()
+                .unwrap_or(0)
+                .max(record.started_unix)
+                .max(record.updated_unix);
             if last_write >= cutoff {
                 continue;
             }
@@ -344,8 +400,15 @@ impl Registry {
                 },
                 None => None,
             };
+            // As it stands now, under the lock: an append may have ended since the listing.
+            let Some(record) = self.meta.upload(id).await? else {
+                continue;
+            };
+            if record.updated_unix >= cutoff {
+                continue;
+            }
             tracing::info!(upload = %id, repo = %record.repo, "expiring idle upload session");
-            self.end_session(id).await;
+            self.end_session(id, &record.state).await;
             removed += 1;
         }
         // In-memory state left by a request that raced a session's end: entries
@@ -377,7 +440,7 @@ impl Registry {
         // Files without a session: monolithic uploads cut off by a crash.
         for (id, modified) in files {
             if modified < cutoff && self.meta.upload(&id).await?.is_none() {
-                self.blobs.delete_upload(&id).await?;
+                self.blobs.delete_upload(&id, None).await?;
                 removed += 1;
             }
         }
@@ -386,14 +449,13 @@ impl Registry {
 
     /// Cancels an upload session.
     pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
-        let session = self.session(repo, id).await?;
-        let _guard = session.lock().await;
-        self.end_session(id).await;
+        let (_guard, record) = self.session(repo, id).await?;
+        self.end_session(id, &record.state).await;
         Ok(())
     }
 
     /// A monolithic upload (`POST ?digest=` with the body): streamed into a private
-    /// upload file, verified, committed. Nothing is left behind on failure.
+    /// upload, verified, committed. Nothing is left behind on failure.
     pub async fn put_blob(
         &self,
         repo: &str,
@@ -402,45 +464,69 @@ impl Registry {
         body: ByteStream,
     ) -> Result<()> {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.blobs.create_upload(&id).await?;
+        let state = self.blobs.begin_upload(&id).await?;
         let mut cleanup = RemoveUploadOnDrop {
             blobs: self.blobs.clone(),
             id: Some(id.clone()),
         };
-        let result = self.put_blob_into(repo, &id, digest, length, body).await;
+        let record = UploadRecord {
+            repo: repo.to_string(),
+            started_unix: 0,
+            owner: None,
+            state,
+            hash: Some(digest.algorithm().hasher().save()),
+            updated_unix: 0,
+        };
+        let append = Append::Private { id: &id, record };
+        let result = match self.append_locked(append, None, length, body).await {
+            Ok((_, record)) => self.verify_and_commit(repo, &id, &record, digest).await,
+            Err(e) => Err(e),
+        };
         // Committed, the bytes are the blob now; failed, they go before we answer.
         cleanup.id = None;
         if result.is_err() {
-            let _ = self.blobs.delete_upload(&id).await;
+            let _ = self.blobs.delete_upload(&id, None).await;
         }
         result
     }
 
-    async fn put_blob_into(
+    async fn verify_and_commit(
         &self,
         repo: &str,
         id: &str,
+        record: &UploadRecord,
         digest: &Digest,
-        length: Option<u64>,
-        body: ByteStream,
     ) -> Result<()> {
-        let s = Arc::new(tokio::sync::Mutex::new(Session {
-            hasher: Some(digest.algorithm().hasher()),
-            hashed: 0,
-        }));
-        let (mut s, size) = self
-            .append_locked(s.lock_owned().await, id, None, length, body)
-            .await?;
-        let computed = match s.hasher.take() {
-            Some(h) if s.hashed == size => h.finish(),
-            _ => self.rehash_upload(id, digest.algorithm()).await?,
-        };
+        let computed = self.upload_digest(id, record, digest.algorithm()).await?;
         if &computed != digest {
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual: computed,
             });
         }
-        self.commit(repo, id, digest, size).await
+        self.commit(repo, id, &record.state, digest).await
+    }
+}
+
+/// What an append works on: a session's upload, locked and recorded, or the
+/// private upload of one monolithic request, which has no record.
+enum Append<'a> {
+    Session {
+        id: &'a str,
+        guard: SessionGuard,
+        record: UploadRecord,
+    },
+    Private {
+        id: &'a str,
+        record: UploadRecord,
+    },
+}
+
+impl<'a> Append<'a> {
+    fn parts(self) -> (&'a str, Option<SessionGuard>, UploadRecord) {
+        match self {
+            Append::Session { id, guard, record } => (id, Some(guard), record),
+            Append::Private { id, record } => (id, None, record),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Appending to an upload file: through the page cache (the default), or with
-//! direct I/O where the filesystem allows it (`--direct-io`).
+//! Appending to an upload file: through the page cache, with direct I/O where
+//! the filesystem allows it, or (the default) each by the size of the upload.
 //!
 //! Through the page cache, a new blob costs a copy into freshly allocated cache
 //! pages, and with durable commits the bytes are pushed to the disk as they
@@ -11,6 +11,13 @@
 //! backs lazily, that allocation is most of a push's cost), nothing hot evicted
 //! by a multi-gigabyte upload, and an fsync with only the tail and the metadata
 //! left. The price is that the first pull reads the blob from disk.
+//!
+//! The default takes each where it wins: the first [`LARGE_UPLOAD`] bytes of an
+//! upload go through the page cache (small blobs, configs and tokenizers, stay
+//! cached for their first pull), everything past them, and every byte of an
+//! append declared at least that long, goes direct (large weights push at disk
+//! and hash speed; their first pull reads from disk, as it would once the cache
+//! has turned over).
 //!
 //! Direct I/O needs the buffer, the file offset and the length aligned. Bytes are
 //! staged in an aligned buffer and written whole; a head that does not start on a
@@ -34,6 +41,41 @@ const ALIGN: usize = 4096;
 /// Bytes staged before a direct write: large enough that each write keeps the disk
 /// streaming, small enough to keep memory flat per upload.
 const STAGE: usize = 2 << 20;
+/// Where the default starts writing around the page cache.
+pub const LARGE_UPLOAD: u64 = 64 << 20;
+
+/// How upload bytes are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadIo {
+    /// Through the page cache.
+    Buffered,
+    /// With `O_DIRECT` wherever the filesystem allows it.
+    Direct,
+    /// Through the page cache up to `large` bytes into an upload, direct past
+    /// them, and direct for all of an append declared at least `large` long.
+    BySize { large: u64 },
+}
+
+impl Default for UploadIo {
+    fn default() -> Self {
+        UploadIo::BySize {
+            large: LARGE_UPLOAD,
+        }
+    }
+}
+
+impl UploadIo {
+    /// The upload offset from which an append declaring `declared_len` bytes
+    /// writes direct, or `None` for none of it.
+    pub fn direct_from(self, declared_len: Option<u64>) -> Option<u64> {
+        match self {
+            UploadIo::Buffered => None,
+            UploadIo::Direct => Some(0),
+            UploadIo::BySize { large } if declared_len.is_some_and(|n| n >= large) => Some(0),
+            UploadIo::BySize { large } => Some(large),
+        }
+    }
+}
 
 /// An open upload file being appended to.
 pub struct Appender {
@@ -45,6 +87,10 @@ pub struct Appender {
     end: u64,
     /// Offset where this appender started.
     start: u64,
+    /// Bytes before this offset go through the page cache.
+    direct_from: u64,
+    /// Whether `finish` makes what was appended durable.
+    durable: bool,
     /// Bytes `end - staged_len .. end`, not written yet; starts at an aligned offset.
     stage: Vec<u8>,
     stage_offset: usize,
@@ -57,12 +103,27 @@ pub struct Appender {
 }
 
 impl Appender {
-    /// Opens `path` (which must exist) for appending. `durable`: commits will
-    /// fsync, so buffered bytes are pushed to the disk as they arrive.
-    pub fn open(path: &Path, durable: bool, try_direct: bool) -> std::io::Result<Appender> {
+    /// Opens `path` (which must exist) for appending after its first `start`
+    /// bytes; anything past them is cut off (an append that was never recorded).
+    /// `durable`: commits will fsync, so bytes are pushed to the disk as they
+    /// arrive and [`Appender::finish`] syncs them. `direct_from`: the offset from
+    /// which bytes are written with direct I/O, if at all.
+    pub fn open(
+        path: &Path,
+        start: u64,
+        durable: bool,
+        direct_from: Option<u64>,
+    ) -> std::io::Result<Appender> {
         let buffered = OpenOptions::new().write(true).open(path)?;
-        let start = buffered.metadata()?.len();
-        let direct = if try_direct { open_direct(path) } else { None };
+        let on_disk = buffered.metadata()?.len();
+        if on_disk < start {
+            return Err(super::fs::short_upload(on_disk, start));
+        }
+        if on_disk > start {
+            buffered.set_len(start)?;
+        }
+        let direct = direct_from.and_then(|_| open_direct(path));
+        let direct_from = direct_from.unwrap_or(u64::MAX);
         let mut stage = Vec::new();
         let mut stage_offset = 0;
         if direct.is_some() {
@@ -75,6 +136,8 @@ impl Appender {
             direct,
             end: start,
             start,
+            direct_from,
+            durable,
             stage,
             stage_offset,
             staged_len: 0,
@@ -99,6 +162,22 @@ impl Appender {
         if self.direct.is_none() {
             return self.append_buffered(bufs);
         }
+        // Nothing is staged before `direct_from`, so the page-cache head cannot
+        // overtake staged bytes.
+        let before = self.direct_from.saturating_sub(self.end);
+        if before == 0 {
+            return self.append_direct(bufs);
+        }
+        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if total <= before {
+            return self.append_buffered(bufs);
+        }
+        let (head, tail) = split_bufs(bufs, before);
+        self.append_buffered(&head)?;
+        self.append_direct(&tail)
+    }
+
+    fn append_direct(&mut self, bufs: &[Bytes]) -> std::io::Result<()> {
         for (i, buf) in bufs.iter().enumerate() {
             let mut data: &[u8] = buf;
             while !data.is_empty() {
@@ -131,9 +210,15 @@ impl Appender {
         Ok(())
     }
 
-    /// Writes everything staged; the file then holds every accepted byte.
+    /// Writes everything staged; the file then holds every accepted byte, durably
+    /// if the appender was opened durable: the upload's record, written next,
+    /// must never claim bytes a crash could take back.
     pub fn finish(&mut self) -> std::io::Result<()> {
-        self.flush_stage()
+        self.flush_stage()?;
+        if self.durable && self.end > self.start {
+            self.buffered.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Offset where this appender started.
@@ -222,6 +307,26 @@ impl Appender {
     }
 }
 
+/// `bufs` cut after `at` bytes (which fall inside them), as slices of the same buffers.
+fn split_bufs(bufs: &[Bytes], at: u64) -> (Vec<Bytes>, Vec<Bytes>) {
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    let mut left = at;
+    for b in bufs {
+        let n = b.len() as u64;
+        if left >= n {
+            head.push(b.clone());
+            left -= n;
+        } else if left > 0 {
+            head.push(b.slice(..left as usize));
+            tail.push(b.slice(left as usize..));
+            left = 0;
+        } else {
+            tail.push(b.clone());
+        }
+    }
+    (head, tail)
+}
+
 /// Opens `path` with `O_DIRECT`, or `None` where the platform or filesystem has none.
 #[cfg(target_os = "linux")]
 fn open_direct(path: &Path) -> Option<File> {
@@ -250,13 +355,14 @@ mod tests {
 
     /// Appends `chunks` in separate appenders (as separate PATCH requests would),
     /// each split into the given buffers, and checks the file byte for byte.
-    fn roundtrip(try_direct: bool, appends: &[&[usize]]) {
+    fn roundtrip(direct_from: Option<u64>, appends: &[&[usize]]) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("upload");
         std::fs::File::create(&path).unwrap();
         let mut expected = Vec::new();
         for (i, bufs) in appends.iter().enumerate() {
-            let mut a = Appender::open(&path, i % 2 == 0, try_direct).unwrap();
+            let start = expected.len() as u64;
+            let mut a = Appender::open(&path, start, i % 2 == 0, direct_from).unwrap();
             let mut total = 0;
             let bytes: Vec<Bytes> = bufs
                 .iter()
@@ -300,8 +406,43 @@ mod tests {
     #[test]
     fn direct_appends_keep_every_byte_in_order() {
         for case in CASES {
-            roundtrip(true, case);
+            roundtrip(Some(0), case);
         }
+    }
+
+    /// The switch from the page cache to direct writes falls anywhere: inside a
+    /// buffer, on a block boundary, in a later append.
+    #[test]
+    fn appends_that_turn_direct_part_way_keep_every_byte_in_order() {
+        for from in [1, ALIGN as u64, 100_001, STAGE as u64 + 3, 3 * STAGE as u64] {
+            for case in CASES {
+                roundtrip(Some(from), case);
+            }
+        }
+    }
+
+    /// An append starts where the record says, cutting off what a lost append
+    /// left behind, and refuses a file that lost recorded bytes.
+    #[test]
+    fn an_append_starts_at_the_recorded_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload");
+        std::fs::write(&path, b"kept|lost").unwrap();
+        let mut a = Appender::open(&path, 5, false, None).unwrap();
+        a.append(&[Bytes::from_static(b"new")]).unwrap();
+        a.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept|new");
+        assert!(Appender::open(&path, 9, false, None).is_err());
+    }
+
+    #[test]
+    fn the_default_writes_small_uploads_through_the_cache_and_large_ones_direct() {
+        let io = UploadIo::default();
+        assert_eq!(io.direct_from(Some(1 << 20)), Some(LARGE_UPLOAD));
+        assert_eq!(io.direct_from(None), Some(LARGE_UPLOAD));
+        assert_eq!(io.direct_from(Some(LARGE_UPLOAD)), Some(0));
+        assert_eq!(UploadIo::Buffered.direct_from(Some(u64::MAX)), None);
+        assert_eq!(UploadIo::Direct.direct_from(Some(1)), Some(0));
     }
 
     #[test]
@@ -312,7 +453,7 @@ mod tests {
         let parts: Vec<Bytes> = (0..5u8)
             .map(|i| Bytes::from(pattern(STAGE / 2 + 3, i)))
             .collect();
-        let mut a = Appender::open(&path, true, true).unwrap();
+        let mut a = Appender::open(&path, 0, true, Some(0)).unwrap();
         a.append(&parts[..1]).unwrap();
         // The stage fills (and is refused) in the middle of this batch.
         a.refuse_direct = true;
@@ -331,7 +472,7 @@ mod tests {
     #[test]
     fn buffered_appends_keep_every_byte_in_order() {
         for case in CASES {
-            roundtrip(false, case);
+            roundtrip(None, case);
         }
     }
 }

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
+use serde::{Deserialize, Serialize};
 
 use super::StoreResult;
 use crate::oci::Digest;
@@ -48,11 +49,26 @@ pub struct BlobReader {
     pub stream: ByteStream,
 }
 
-/// Where blob bytes live. Implementations: the local filesystem (default); S3 later.
+/// Where an upload stands in its store: the bytes durably appended, and what
+/// the store needs to go on from there (for S3, the multipart upload, its parts
+/// and the staged tail). The registry keeps it with the upload record after
+/// every append, so a session needs nothing from the process that began it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    /// Bytes appended, all of them durable where commits are.
+    pub len: u64,
+    /// The store's own continuation, opaque above it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store: String,
+}
+
+/// Where blob bytes live. Implementations: the local filesystem (default) and
+/// S3-compatible object storage.
 ///
-/// Uploads are append-only files named by an upload id. The registry hashes the
-/// bytes as they pass; the store only writes them and, on commit, makes the
-/// finished upload durable under its digest (a crash leaves no blob or a whole one).
+/// An upload is a sequence of appends, each starting from the [`UploadState`]
+/// the previous one returned. The registry hashes the bytes as they pass; the
+/// store writes them and, on commit, makes the finished upload durable under its
+/// digest (a crash leaves no blob or a whole one).
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Size of a committed blob, if present.
@@ -74,27 +90,43 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a committed blob; false if it was not there.
     async fn delete(&self, digest: &Digest) -> StoreResult<bool>;
 
-    /// Creates an empty upload file.
-    async fn create_upload(&self, id: &str) -> StoreResult<()>;
+    /// Begins an empty upload.
+    async fn begin_upload(&self, id: &str) -> StoreResult<UploadState>;
 
-    /// Current length of an upload, or `None` if it does not exist.
-    async fn upload_len(&self, id: &str) -> StoreResult<Option<u64>>;
+    /// Appends `body` after the `from.len` bytes of the upload, dropping whatever
+    /// an append that was never recorded left past them, and returns the new
+    /// state. `declared_len` is what the request declared, if it did (a hint for
+    /// how to write). On a failure the error comes with the state of what was
+    /// kept: every byte received, where the store could keep them all (a body cut
+    /// off), else `from` (the client resumes from the offset it reports).
+    async fn append_upload(
+        &self,
+        id: &str,
+        from: &UploadState,
+        declared_len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadState, (UploadState, AppendError)>;
 
-    /// Appends a stream to an upload, returning the number of bytes appended. On
-    /// a failure the bytes received so far stay appended (the client resumes
-    /// from the reported offset) and the error is returned with that count.
-    async fn append_upload(&self, id: &str, body: ByteStream) -> Result<u64, (u64, AppendError)>;
+    /// Streams an unfinished upload's bytes from the start, to hash them with
+    /// another algorithm than the one kept; `None` where the store cannot read
+    /// an upload back before it is committed (S3 multipart uploads).
+    async fn read_upload(&self, id: &str, state: &UploadState) -> StoreResult<Option<ByteStream>>;
 
-    /// Streams an upload's bytes from the start (to re-hash after a restart).
-    async fn read_upload(&self, id: &str) -> StoreResult<ByteStream>;
+    /// Makes a finished upload the blob `digest`, without the bytes passing
+    /// through the caller. If the blob already exists (a concurrent push of the
+    /// same content) the upload is dropped and that is a success.
+    async fn commit_upload(
+        &self,
+        id: &str,
+        state: &UploadState,
+        digest: &Digest,
+    ) -> StoreResult<()>;
 
-    /// Makes a finished upload the blob `digest`. If the blob already exists (a
-    /// concurrent push of the same content) the upload is dropped and that is a success.
-    async fn commit_upload(&self, id: &str, digest: &Digest) -> StoreResult<()>;
+    /// Removes an upload's bytes (with its state, exactly; without, whatever the
+    /// store holds under the id). Removing an upload that is gone is a success.
+    async fn delete_upload(&self, id: &str, state: Option<&UploadState>) -> StoreResult<()>;
 
-    /// Removes an upload's bytes.
-    async fn delete_upload(&self, id: &str) -> StoreResult<()>;
-
-    /// Every upload with the time (unix seconds) its bytes were last written.
+    /// Every upload the store holds bytes for, with the time (unix seconds) they
+    /// were last written: to find those no session owns.
     async fn list_uploads(&self) -> StoreResult<Vec<(String, u64)>>;
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::append::Appender;
-use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream};
+use super::append::{Appender, UploadIo};
+use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -26,8 +26,8 @@ const WRITE_QUEUE: usize = 4;
 pub struct FsBlobStore {
     root: PathBuf,
     fsync: bool,
-    /// Append uploads with direct I/O where the filesystem supports it.
-    direct: bool,
+    /// How upload bytes reach the disk: through the page cache or around it.
+    io: UploadIo,
 }
 
 impl FsBlobStore {
@@ -46,14 +46,14 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: root.to_path_buf(),
             fsync,
-            direct: false,
+            io: UploadIo::default(),
         })
     }
 
-    /// Whether uploads are appended with direct I/O where the filesystem allows
-    /// it (see `append`), or through the page cache (the default).
-    pub fn direct_io(mut self, on: bool) -> Self {
-        self.direct = on;
+    /// How uploads are appended: with direct I/O where the filesystem allows it,
+    /// through the page cache, or chosen by size (the default; see `append`).
+    pub fn upload_io(mut self, io: UploadIo) -> Self {
+        self.io = io;
         self
     }
 
@@ -98,6 +98,14 @@ fn not_found_as_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// An upload file holding fewer bytes than its record says: lost under us (a
+/// crash with `--no-fsync`, or someone else's hand).
+pub(super) fn short_upload(on_disk: u64, recorded: u64) -> std::io::Error {
+    std::io::Error::other(format!(
+        "upload file holds {on_disk} bytes where {recorded} were recorded"
+    ))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -318,26 +326,26 @@ impl BlobStore for FsBlobStore {
         Ok(not_found_as_none(tokio::fs::remove_file(self.blob_path(digest)).await)?.is_some())
     }
 
-    async fn create_upload(&self, id: &str) -> StoreResult<()> {
+    async fn begin_upload(&self, id: &str) -> StoreResult<UploadState> {
         tokio::fs::File::create(self.upload_path(id)).await?;
-        Ok(())
-    }
-
-    async fn upload_len(&self, id: &str) -> StoreResult<Option<u64>> {
-        let meta = not_found_as_none(tokio::fs::metadata(self.upload_path(id)).await)?;
-        Ok(meta.map(|m| m.len()))
+        Ok(UploadState::default())
     }
 
     async fn append_upload(
         &self,
         id: &str,
+        from: &UploadState,
+        declared_len: Option<u64>,
         mut body: ByteStream,
-    ) -> Result<u64, (u64, AppendError)> {
+    ) -> Result<UploadState, (UploadState, AppendError)> {
         let path = self.upload_path(id);
-        let (durable, direct) = (self.fsync, self.direct);
-        let appender = blocking(move || Appender::open(&path, durable, direct))
+        let durable = self.fsync;
+        let direct_from = self.io.direct_from(declared_len);
+        let start = from.len;
+        let failed = |e| (from.clone(), AppendError::Store(e));
+        let appender = blocking(move || Appender::open(&path, start, durable, direct_from))
             .await
-            .map_err(|e| (0, AppendError::Store(e)))?;
+            .map_err(failed)?;
         // The request task receives (and the caller hashes) while a blocking thread
         // writes: hashing and disk I/O overlap instead of adding up. The writer
         // holds a thread only while it has batches to write: a client that sends
@@ -373,38 +381,69 @@ impl BlobStore for FsBlobStore {
         let (written, result) = writer
             .await
             .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
+        let kept = UploadState {
+            len: start + written,
+            store: String::new(),
+        };
         match (result, stream_error) {
-            (Err(e), _) => Err((written, AppendError::Store(e))),
-            (Ok(()), Some(e)) => Err((written, AppendError::Body(e))),
-            (Ok(()), None) => Ok(written),
+            (Err(e), _) => Err((kept, AppendError::Store(e))),
+            (Ok(()), Some(e)) => Err((kept, AppendError::Body(e))),
+            (Ok(()), None) => Ok(kept),
         }
     }
 
-    async fn read_upload(&self, id: &str) -> StoreResult<ByteStream> {
+    async fn read_upload(&self, id: &str, state: &UploadState) -> StoreResult<Option<ByteStream>> {
         let path = self.upload_path(id);
+        let len = state.len;
         let opened = blocking(move || {
             let file = std::fs::File::open(path)?;
-            let len = file.metadata()?.len();
-            Ok((file, len))
+            let on_disk = file.metadata()?.len();
+            if on_disk < len {
+                return Err(short_upload(on_disk, len));
+            }
+            Ok(file)
         })
         .await;
-        let (file, len) = opened.map_err(|e| match e.kind() {
+        let file = opened.map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::UploadNotFound(id.to_string()),
             _ => StoreError::Io(e),
         })?;
-        Ok(read_stream(file, len))
+        Ok(Some(read_stream(file, len)))
     }
 
-    async fn commit_upload(&self, id: &str, digest: &Digest) -> StoreResult<()> {
+    async fn commit_upload(
+        &self,
+        id: &str,
+        state: &UploadState,
+        digest: &Digest,
+    ) -> StoreResult<()> {
         let path = self.upload_path(id);
-        if self.fsync {
-            let p = path.clone();
-            blocking(move || std::fs::File::open(p)?.sync_all()).await?;
-        }
+        let (len, fsync) = (state.len, self.fsync);
+        let p = path.clone();
+        blocking(move || {
+            // Past the recorded length are bytes of an append that never finished.
+            let file = std::fs::OpenOptions::new().write(true).open(p)?;
+            let on_disk = file.metadata()?.len();
+            if on_disk < len {
+                return Err(short_upload(on_disk, len));
+            }
+            if on_disk > len {
+                file.set_len(len)?;
+            }
+            if fsync {
+                file.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::UploadNotFound(id.to_string()),
+            _ => StoreError::Io(e),
+        })?;
         Ok(self.install(path, digest).await?)
     }
 
-    async fn delete_upload(&self, id: &str) -> StoreResult<()> {
+    async fn delete_upload(&self, id: &str, _state: Option<&UploadState>) -> StoreResult<()> {
         not_found_as_none(tokio::fs::remove_file(self.upload_path(id)).await)?;
         Ok(())
     }

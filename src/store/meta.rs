@@ -44,7 +44,9 @@ impl ManifestRecord {
     }
 }
 
-/// An upload session: which repository it belongs to and when it began.
+/// An upload session: which repository it belongs to, when it began, and where
+/// it stands (its bytes in the store and the running hash over them), rewritten
+/// after every append so that a session outlives the process that began it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadRecord {
     pub repo: String,
@@ -53,6 +55,16 @@ pub struct UploadRecord {
     /// capped per owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The bytes appended, as the store tracks them.
+    #[serde(default)]
+    pub state: super::UploadState,
+    /// The hash over those bytes (`Hasher::save`), or `None` when it is not
+    /// known and they must be read back to be verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// When bytes were last appended (unix seconds); idle sessions expire.
+    #[serde(default)]
+    pub updated_unix: u64,
 }
 
 /// One page of a sorted listing and whether more follow.
@@ -168,6 +180,9 @@ pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotS
         max_per_owner: usize,
     ) -> StoreResult<()>;
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>>;
+    /// Rewrites a session's record after an append; false if the session is
+    /// gone (ended meanwhile), in which case nothing is written.
+    async fn update_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<bool>;
     async fn delete_upload(&self, id: &str) -> StoreResult<()>;
     async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>>;
 }

@@ -15,8 +15,9 @@ mod suite;
 pub mod tags;
 mod writeback;
 
+pub use append::UploadIo;
 pub use audit::{Action, Actor, AuditRecord, AuditStore, Change};
-pub use blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream};
+pub use blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
 pub use meta::{
     ManifestPut, ManifestRecord, ManifestStored, MetaStore, Page, Required, UploadRecord,
 };

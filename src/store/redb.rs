@@ -517,6 +517,19 @@ impl MetaStore for RedbMetaStore {
         })
     }
 
+    async fn update_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<bool> {
+        let (id, json) = (id.to_string(), to_json(record)?);
+        self.write(move |txn| {
+            let mut uploads = txn.open_table(UPLOADS)?;
+            if uploads.get(id.as_str())?.is_none() {
+                return Ok(false);
+            }
+            uploads.insert(id.as_str(), json.as_slice())?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
         self.read(|txn| {
             let mut out = Vec::new();

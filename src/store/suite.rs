@@ -13,7 +13,7 @@ use super::model::ModelRecord;
 use super::tags::unguarded;
 use super::{
     Actor, BlobStore, ByteRange, ByteStream, ManifestPut, ManifestRecord, ManifestStored,
-    MetaStore, MoveKind, Required, StoreError, StoreResult, TagMove, UploadRecord,
+    MetaStore, MoveKind, Required, StoreError, StoreResult, TagMove, UploadRecord, UploadState,
 };
 use crate::oci::{Algorithm, Descriptor, Digest};
 
@@ -54,6 +54,27 @@ fn stream_of(parts: &[&'static [u8]]) -> ByteStream {
     Box::pin(futures_util::stream::iter(items))
 }
 
+/// Appends and expects success.
+pub(super) async fn append(
+    store: &dyn BlobStore,
+    id: &str,
+    from: &UploadState,
+    body: ByteStream,
+) -> UploadState {
+    match store.append_upload(id, from, None, body).await {
+        Ok(state) => state,
+        Err((_, e)) => panic!("append to {id} failed: {e}"),
+    }
+}
+
+/// The upload holds exactly `want`, where the store can read an upload back.
+async fn assert_upload_holds(store: &dyn BlobStore, id: &str, st: &UploadState, want: &[u8]) {
+    assert_eq!(st.len, want.len() as u64);
+    if let Some(s) = store.read_upload(id, st).await.unwrap() {
+        assert!(collect(s).await == want, "upload {id} differs");
+    }
+}
+
 async fn collect(mut s: ByteStream) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(chunk) = s.next().await {
@@ -70,26 +91,14 @@ pub async fn blob_store(store: &dyn BlobStore) {
     assert!(!store.delete(&d).await.unwrap());
 
     // Upload in two appends, commit, read back whole and in ranges.
-    store.create_upload("u1").await.unwrap();
-    assert_eq!(store.upload_len("u1").await.unwrap(), Some(0));
-    assert_eq!(
-        store
-            .append_upload("u1", stream_of(&[b"hello, "]))
-            .await
-            .unwrap(),
-        7
-    );
-    assert_eq!(
-        store
-            .append_upload("u1", stream_of(&[b"blob", b" store"]))
-            .await
-            .unwrap(),
-        10
-    );
-    assert_eq!(store.upload_len("u1").await.unwrap(), Some(17));
-    assert_eq!(collect(store.read_upload("u1").await.unwrap()).await, data);
-    store.commit_upload("u1", &d).await.unwrap();
-    assert_eq!(store.upload_len("u1").await.unwrap(), None);
+    let st = store.begin_upload("u1").await.unwrap();
+    assert_eq!(st.len, 0);
+    let st = append(store, "u1", &st, stream_of(&[b"hello, "])).await;
+    assert_eq!(st.len, 7);
+    let st = append(store, "u1", &st, stream_of(&[b"blob", b" store"])).await;
+    assert_eq!(st.len, 17);
+    assert_upload_holds(store, "u1", &st, data).await;
+    store.commit_upload("u1", &st, &d).await.unwrap();
     assert_eq!(store.stat(&d).await.unwrap(), Some(17));
     let r = store.read(&d, None).await.unwrap().unwrap();
     assert_eq!(r.size, 17);
@@ -100,34 +109,57 @@ pub async fn blob_store(store: &dyn BlobStore) {
         .unwrap()
         .unwrap();
     assert_eq!(collect(r.stream).await, b"blob");
+    assert!(
+        !store
+            .list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| id == "u1"),
+        "a committed upload is gone"
+    );
 
     // A second upload of the same content commits as a no-op success.
-    store.create_upload("u2").await.unwrap();
-    store.append_upload("u2", stream_of(&[data])).await.unwrap();
-    store.commit_upload("u2", &d).await.unwrap();
+    let st = store.begin_upload("u2").await.unwrap();
+    let st = append(store, "u2", &st, stream_of(&[data])).await;
+    store.commit_upload("u2", &st, &d).await.unwrap();
     assert_eq!(store.stat(&d).await.unwrap(), Some(17));
 
+    // An append that was never recorded (the process died before its record
+    // was written) is dropped: the next one goes on from the recorded state.
+    let st0 = store.begin_upload("lost").await.unwrap();
+    let st1 = append(store, "lost", &st0, stream_of(&[b"kept "])).await;
+    let _lost = append(store, "lost", &st1, stream_of(&[b"never recorded"])).await;
+    let st2 = append(store, "lost", &st1, stream_of(&[b"and this"])).await;
+    assert_eq!(st2.len, 13);
+    assert_upload_holds(store, "lost", &st2, b"kept and this").await;
+    let lost_d = Digest::sha256_of(b"kept and this");
+    store.commit_upload("lost", &st2, &lost_d).await.unwrap();
+    let r = store.read(&lost_d, None).await.unwrap().unwrap();
+    assert_eq!(collect(r.stream).await, b"kept and this");
+    assert!(store.delete(&lost_d).await.unwrap());
+
     // Thousands of tiny chunks (more than one writev takes) arrive whole and in order.
-    store.create_upload("tiny").await.unwrap();
+    let st = store.begin_upload("tiny").await.unwrap();
     let tiny: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
     let items: Vec<std::io::Result<Bytes>> = tiny
         .iter()
         .map(|b| Ok(Bytes::copy_from_slice(&[*b])))
         .collect();
-    let n = store
-        .append_upload("tiny", Box::pin(futures_util::stream::iter(items)))
-        .await
-        .unwrap();
-    assert_eq!(n, 5000);
-    assert_eq!(
-        collect(store.read_upload("tiny").await.unwrap()).await,
-        tiny
-    );
-    store.delete_upload("tiny").await.unwrap();
+    let st = append(
+        store,
+        "tiny",
+        &st,
+        Box::pin(futures_util::stream::iter(items)),
+    )
+    .await;
+    assert_eq!(st.len, 5000);
+    assert_upload_holds(store, "tiny", &st, &tiny).await;
+    store.delete_upload("tiny", Some(&st)).await.unwrap();
 
     // Megabytes in appends that start and end off block boundaries, with buffers
     // of odd sizes, arrive whole and in order (direct I/O stages and aligns these).
-    store.create_upload("big").await.unwrap();
+    let mut st = store.begin_upload("big").await.unwrap();
     let big: Vec<u8> = (0..(8u32 << 20) + 12_345)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -144,27 +176,30 @@ pub async fn blob_store(store: &dyn BlobStore) {
             .chunks(65_537)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        let n = store
-            .append_upload("big", Box::pin(futures_util::stream::iter(bufs)))
-            .await
-            .unwrap();
-        assert_eq!(n, len as u64);
+        let before = st.len;
+        st = append(
+            store,
+            "big",
+            &st,
+            Box::pin(futures_util::stream::iter(bufs)),
+        )
+        .await;
+        assert_eq!(st.len - before, len as u64);
         sent += len;
-        assert_eq!(store.upload_len("big").await.unwrap(), Some(sent as u64));
     }
     assert_eq!(sent, big.len());
-    assert!(collect(store.read_upload("big").await.unwrap()).await == big);
+    assert_upload_holds(store, "big", &st, &big).await;
     // Committed, megabytes read back whole and in a range that starts and ends
     // inside read buffers and spans several of them.
     let big_d = Digest::sha256_of(&big);
-    store.create_upload("big-blob").await.unwrap();
+    let bst = store.begin_upload("big-blob").await.unwrap();
     let bufs: Vec<std::io::Result<Bytes>> = big
         .chunks(1 << 20)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let bufs: ByteStream = Box::pin(futures_util::stream::iter(bufs));
-    store.append_upload("big-blob", bufs).await.unwrap();
-    store.commit_upload("big-blob", &big_d).await.unwrap();
+    let bst = append(store, "big-blob", &bst, bufs).await;
+    store.commit_upload("big-blob", &bst, &big_d).await.unwrap();
     let r = store.read(&big_d, None).await.unwrap().unwrap();
     assert_eq!(r.size, big.len() as u64);
     assert!(collect(r.stream).await == big);
@@ -182,32 +217,65 @@ pub async fn blob_store(store: &dyn BlobStore) {
         Ok(Bytes::from(vec![7u8; (2 << 20) + 3])),
         Err(std::io::Error::other("client went away")),
     ]));
-    let (n, e) = store.append_upload("big", failing).await.unwrap_err();
+    let (kept, e) = store
+        .append_upload("big", &st, None, failing)
+        .await
+        .unwrap_err();
     assert!(matches!(e, super::AppendError::Body(_)), "{e:?}");
-    assert_eq!(n, (2 << 20) + 3);
-    assert_eq!(
-        store.upload_len("big").await.unwrap(),
-        Some(big.len() as u64 + (2 << 20) + 3)
-    );
-    store.delete_upload("big").await.unwrap();
+    assert_eq!(kept.len, big.len() as u64 + (2 << 20) + 3);
+    let mut whole = big.clone();
+    whole.extend(vec![7u8; (2 << 20) + 3]);
+    assert_upload_holds(store, "big", &kept, &whole).await;
+    // ... and goes on from there.
+    let kept = append(store, "big", &kept, stream_of(&[b"!"])).await;
+    whole.push(b'!');
+    let whole_d = Digest::sha256_of(&whole);
+    store.commit_upload("big", &kept, &whole_d).await.unwrap();
+    let r = store.read(&whole_d, None).await.unwrap().unwrap();
+    assert!(collect(r.stream).await == whole);
+    assert!(store.delete(&whole_d).await.unwrap());
 
     // A failing stream keeps what arrived before the failure.
-    store.create_upload("u3").await.unwrap();
+    let st = store.begin_upload("u3").await.unwrap();
     let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
         Ok(Bytes::from_static(b"abc")),
         Err(std::io::Error::other("client went away")),
     ]));
-    let (n, _) = store.append_upload("u3", failing).await.unwrap_err();
-    assert_eq!(n, 3);
-    assert_eq!(store.upload_len("u3").await.unwrap(), Some(3));
+    let (kept, _) = store
+        .append_upload("u3", &st, Some(10), failing)
+        .await
+        .unwrap_err();
+    assert_eq!(kept.len, 3);
     let listed = store.list_uploads().await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].0, "u3");
-    assert!(listed[0].1 > 0, "an upload has a modification time");
-    store.delete_upload("u3").await.unwrap();
-    assert_eq!(store.upload_len("u3").await.unwrap(), None);
-    assert!(store.list_uploads().await.unwrap().is_empty());
-    store.delete_upload("u3").await.unwrap(); // idempotent
+    let u3: Vec<_> = listed.iter().filter(|(id, _)| id == "u3").collect();
+    assert_eq!(u3.len(), 1, "{listed:?}");
+    assert!(u3[0].1 > 0, "an upload has a modification time");
+    store.delete_upload("u3", Some(&kept)).await.unwrap();
+    assert!(
+        !store
+            .list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| id == "u3"),
+        "a deleted upload is gone"
+    );
+    store.delete_upload("u3", Some(&kept)).await.unwrap(); // idempotent
+    store.delete_upload("u3", None).await.unwrap();
+
+    // Removing by id alone (no state: a session whose record is lost) removes it too.
+    let st = store.begin_upload("orphan").await.unwrap();
+    append(store, "orphan", &st, stream_of(&[b"left behind"])).await;
+    store.delete_upload("orphan", None).await.unwrap();
+    assert!(
+        !store
+            .list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| id == "orphan"),
+        "an orphan is gone"
+    );
 
     // Small whole writes (manifests) and limits on reading them back.
     let m = b"{\"schemaVersion\":2}";
@@ -415,12 +483,26 @@ pub async fn meta_store(meta: &dyn MetaStore) {
     assert_eq!((page.items, page.more), (vec!["r/onex".to_string()], false));
 
     // Upload records, capped per owner.
-    let u = UploadRecord {
+    let mut u = UploadRecord {
         repo: "r/one".into(),
         started_unix: 1,
         owner: Some("alice".into()),
+        state: UploadState::default(),
+        hash: Some(Algorithm::Sha256.hasher().save()),
+        updated_unix: 1,
     };
+    assert!(
+        !meta.update_upload("x", &u).await.unwrap(),
+        "no session, nothing written"
+    );
+    assert_eq!(meta.upload("x").await.unwrap(), None);
     meta.create_upload("x", &u, 2).await.unwrap();
+    assert_eq!(meta.upload("x").await.unwrap(), Some(u.clone()));
+    // An append's record replaces the one before.
+    u.state.len = 5;
+    u.state.store = "part-etags".into();
+    u.updated_unix = 9;
+    assert!(meta.update_upload("x", &u).await.unwrap());
     assert_eq!(meta.upload("x").await.unwrap(), Some(u.clone()));
     assert_eq!(
         meta.list_uploads().await.unwrap(),
@@ -445,12 +527,16 @@ pub async fn meta_store(meta: &dyn MetaStore) {
 
 #[tokio::test]
 async fn fs_blob_store_passes_the_suite() {
-    for (fsync, direct) in [(true, true), (false, true), (true, false), (false, false)] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::fs::FsBlobStore::open(dir.path(), fsync)
-            .unwrap()
-            .direct_io(direct);
-        blob_store(&store).await;
+    use super::UploadIo;
+    let by_size = UploadIo::BySize { large: 1 << 20 };
+    for fsync in [true, false] {
+        for io in [UploadIo::Direct, UploadIo::Buffered, by_size] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = super::fs::FsBlobStore::open(dir.path(), fsync)
+                .unwrap()
+                .upload_io(io);
+            blob_store(&store).await;
+        }
     }
 }
 
