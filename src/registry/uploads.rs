@@ -223,6 +223,11 @@ impl Registry {
             None => body,
         };
         let hasher = record.hash.as_deref().and_then(Hasher::resume);
+        if hasher.is_none() {
+            // A saved state that does not resume is no state: the bytes are read
+            // back at the end, rather than the session never moving on.
+            record.hash = None;
+        }
         let (body, hashed) = hash_alongside(body, hasher, expected);
         let (blobs, upload, from) = (self.blobs.clone(), id.to_string(), record.state.clone());
         let task = tokio::spawn(async move {
@@ -289,30 +294,24 @@ impl Registry {
         length: Option<u64>,
         body: Option<ByteStream>,
     ) -> Result<()> {
-        let (guard, mut record) = self.session(repo, id).await?;
-        let mut guard = Some(guard);
-        if let Some(body) = body {
-            let append = Append::Session {
-                id,
-                guard: guard
-                    .take()
-                    .ok_or_else(|| RegistryError::UploadUnknown(id.into()))?,
-                record,
-            };
-            (guard, record) = self.append_locked(append, range, length, body).await?;
-        }
-        let computed = self.upload_digest(id, &record, digest.algorithm()).await?;
-        if &computed != digest {
-            self.end_session(id, &record.state).await;
-            return Err(RegistryError::DigestMismatch {
-                expected: digest.clone(),
-                actual: computed,
-            });
-        }
-        self.commit(repo, id, &record.state, digest).await?;
-        self.end_session(id, &record.state).await;
+        let (guard, record) = self.session(repo, id).await?;
+        let (guard, record) = match body {
+            Some(body) => {
+                let append = Append::Session { id, guard, record };
+                self.append_locked(append, range, length, body).await?
+            }
+            None => (Some(guard), record),
+        };
+        let result = match self.verify_and_commit(repo, id, &record, digest).await {
+            // The store failed (disk full, say): the bytes are still good, retry.
+            Err(e @ RegistryError::Store(_)) => Err(e),
+            done => {
+                self.end_session(id, &record.state).await;
+                done
+            }
+        };
         drop(guard);
-        Ok(())
+        result
     }
 
     /// The digest of an upload's bytes: from the hash kept with it, or, for

@@ -113,7 +113,10 @@ async fn upload_survives_restart(flags: &[&str]) {
     // written leaves them: the session goes on from what was recorded.
     let id = loc.rsplit('/').next().unwrap();
     let file = srv.data_dir.join("uploads").join(id);
-    let mut stray = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let mut stray = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
     std::io::Write::write_all(&mut stray, b"never acknowledged").unwrap();
     drop(stray);
     let c = client();
