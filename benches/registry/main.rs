@@ -25,7 +25,10 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use blob::BlobSource;
-use report::{BERTH, BERTH_AUTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE, NGINX, Results};
+use report::{
+    BASELINE, BASELINE_DIRECT, BERTH, BERTH_AUTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE,
+    NGINX, Results,
+};
 use servers::Server;
 use workloads::{MIB, MetaObjects, Params, Pulls};
 
@@ -81,6 +84,10 @@ struct Args {
     /// Berth binary (default: the one cargo built for this bench, else target/release/berth).
     #[arg(long)]
     berth: Option<PathBuf>,
+    /// A second Berth binary (say, the build before a change), measured beside
+    /// `--berth` in the same rounds: push and first pull, default flags and `--direct-io`.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Fail instead of skipping Berth when it cannot be started.
     #[arg(long)]
     require_berth: bool,
@@ -182,7 +189,10 @@ async fn start_berth(
     extra: &[&str],
     res: &mut Results,
 ) -> Result<Option<Server>> {
-    let bin = berth_bin(args);
+    let bin = match name {
+        BASELINE | BASELINE_DIRECT => args.baseline.clone().unwrap_or_default(),
+        _ => berth_bin(args),
+    };
     let r = if bin.exists() {
         servers::start_berth(&bin, dir, name, extra).await
     } else {
@@ -240,9 +250,15 @@ async fn run(args: Args) -> Result<i32> {
     let berth = if want_berth {
         let b = start_berth(&args, &wd.join("berth"), BERTH, &[], &mut res).await?;
         if b.is_some() && !args.big_only {
-            for (name, flag) in [(BERTH_NOFSYNC, "--no-fsync"), (BERTH_DIRECT, "--direct-io")] {
-                if let Some(s) = start_berth(&args, &wd.join(name), name, &[flag], &mut res).await?
-                {
+            let mut flavours = vec![
+                (BERTH_NOFSYNC, &["--no-fsync"][..]),
+                (BERTH_DIRECT, &["--direct-io"][..]),
+            ];
+            if args.baseline.is_some() {
+                flavours.extend([(BASELINE, &[][..]), (BASELINE_DIRECT, &["--direct-io"][..])]);
+            }
+            for (name, flags) in flavours {
+                if let Some(s) = start_berth(&args, &wd.join(name), name, flags, &mut res).await? {
                     variants.push((s, name));
                 }
             }
@@ -372,7 +388,7 @@ async fn main_stage(
             }
         }
         for (s, name) in variants {
-            let pulls = if *name == BERTH_DIRECT {
+            let pulls = if [BERTH_DIRECT, BASELINE, BASELINE_DIRECT].contains(name) {
                 Pulls::First // what direct I/O costs the pull that follows a push
             } else {
                 Pulls::None

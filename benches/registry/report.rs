@@ -8,6 +8,10 @@ pub const DIST: &str = "distribution";
 pub const BERTH: &str = "berth";
 pub const BERTH_NOFSYNC: &str = "berth-nofsync";
 pub const BERTH_DIRECT: &str = "berth-direct";
+/// Another Berth binary (`--baseline`), default flags and `--direct-io`: the
+/// build before a change, measured in the same rounds as the build after it.
+pub const BASELINE: &str = "baseline";
+pub const BASELINE_DIRECT: &str = "baseline-direct";
 pub const NGINX: &str = "nginx";
 /// Berth with an auth file: anonymous pulls granted to anyone, and a user's token.
 pub const BERTH_AUTH: &str = "berth-auth";
@@ -243,6 +247,57 @@ fn rows(chunk_mib: u64, parallel: u64, tags: usize, push_c: usize) -> Vec<Row> {
             PUSH_CHUNKED,
             BERTH_DIRECT,
             Ceil::ShaDisk([DISK_FSYNC, DISK_FSYNC_DIRECT]),
+            T::None,
+        ),
+        // The default configuration beside --direct-io, and each build beside
+        // the baseline build (the share column: within 5% is >= 0.95).
+        row(
+            "push monolithic, default vs --direct-io (MiB/s)",
+            PUSH_MONO,
+            BERTH,
+            Ceil::Of(BERTH_DIRECT, PUSH_MONO.into()),
+            T::None,
+        ),
+        row(
+            format!("push chunked {chunk_mib} MiB, default vs --direct-io (MiB/s)"),
+            PUSH_CHUNKED,
+            BERTH,
+            Ceil::Of(BERTH_DIRECT, PUSH_CHUNKED.into()),
+            T::None,
+        ),
+        row(
+            "push monolithic, this build vs baseline (MiB/s)",
+            PUSH_MONO,
+            BERTH,
+            Ceil::Of(BASELINE, PUSH_MONO.into()),
+            T::None,
+        ),
+        row(
+            format!("push chunked {chunk_mib} MiB, this build vs baseline (MiB/s)"),
+            PUSH_CHUNKED,
+            BERTH,
+            Ceil::Of(BASELINE, PUSH_CHUNKED.into()),
+            T::None,
+        ),
+        row(
+            "push monolithic, --direct-io, this build vs baseline (MiB/s)",
+            PUSH_MONO,
+            BERTH_DIRECT,
+            Ceil::Of(BASELINE_DIRECT, PUSH_MONO.into()),
+            T::None,
+        ),
+        row(
+            format!("push chunked {chunk_mib} MiB, --direct-io, this build vs baseline (MiB/s)"),
+            PUSH_CHUNKED,
+            BERTH_DIRECT,
+            Ceil::Of(BASELINE_DIRECT, PUSH_CHUNKED.into()),
+            T::None,
+        ),
+        row(
+            "pull first after push, this build vs baseline (MiB/s)",
+            PULL_FIRST,
+            BERTH,
+            Ceil::Of(BASELINE, PULL_FIRST.into()),
             T::None,
         ),
         row(
