@@ -2,7 +2,7 @@
 //! flags (clap reads both), each overriding the one before.
 
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Seconds an upload session may stay idle before it expires [default: 86400].
     #[arg(long, env = "BERTH_UPLOAD_TTL_SECS")]
     pub upload_ttl_secs: Option<u64>,
+    /// Seconds between online scrubs (every stored blob re-read and hashed, those
+    /// that fail set aside), the first one that long after start; 0 for none
+    /// [default: 0].
+    #[arg(long, env = "BERTH_SCRUB_INTERVAL_SECS")]
+    pub scrub_interval_secs: Option<u64>,
+    /// How fast an online scrub reads, in MiB/s, so that clients keep the disk
+    /// [default: 64].
+    #[arg(long, env = "BERTH_SCRUB_MAX_MIB_PER_SEC")]
+    pub scrub_max_mib_per_sec: Option<NonZeroU64>,
     /// Most threads doing file I/O at once; further reads and writes wait their turn [default: 512].
     #[arg(long, env = "BERTH_IO_THREADS")]
     pub io_threads: Option<NonZeroUsize>,
@@ -135,6 +144,8 @@ struct FileConfig {
     max_manifest_bytes: Option<u64>,
     chunk_min_length: Option<u64>,
     upload_ttl_secs: Option<u64>,
+    scrub_interval_secs: Option<u64>,
+    scrub_max_mib_per_sec: Option<NonZeroU64>,
     io_threads: Option<NonZeroUsize>,
     client_timeout_secs: Option<u64>,
     max_connections_per_address: Option<NonZeroUsize>,
@@ -169,6 +180,7 @@ pub enum ConfigError {
 
 /// tokio's own default for its blocking pool.
 const DEFAULT_IO_THREADS: NonZeroUsize = NonZeroUsize::new(512).unwrap();
+const DEFAULT_SCRUB_MIB_PER_SEC: u64 = 64;
 
 /// nginx's for request heads and bodies.
 const DEFAULT_CLIENT_TIMEOUT_SECS: u64 = 60;
@@ -195,6 +207,9 @@ pub struct Config {
     pub fsync: bool,
     /// How upload bytes are written.
     pub upload_io: UploadIoMode,
+    /// How often an online scrub runs (`None`: never), and how fast it reads.
+    pub scrub_interval: Option<Duration>,
+    pub scrub_max_bytes_per_sec: u64,
     /// Most threads of the runtime's blocking pool, where file I/O runs.
     pub io_threads: NonZeroUsize,
     /// How long a client may go quiet (over a request head, between requests,
@@ -337,6 +352,19 @@ impl Config {
                     _ => UploadIoMode::Auto,
                 }),
             },
+            scrub_interval: match args
+                .scrub_interval_secs
+                .or(file.scrub_interval_secs)
+                .unwrap_or(0)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            scrub_max_bytes_per_sec: args
+                .scrub_max_mib_per_sec
+                .or(file.scrub_max_mib_per_sec)
+                .map_or(DEFAULT_SCRUB_MIB_PER_SEC, NonZeroU64::get)
+                .saturating_mul(1 << 20),
             io_threads: args
                 .io_threads
                 .or(file.io_threads)

@@ -152,6 +152,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let app = App::with_auth(registry, auth);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
+    tokio::spawn(account_storage(app.clone()));
+    if let Some(every) = config.scrub_interval {
+        tokio::spawn(scrub_now_and_then(
+            app.clone(),
+            every,
+            config.scrub_max_bytes_per_sec,
+        ));
+    }
     app.registry.sync_deliveries();
     tokio::spawn(finish_attestations(app.clone()));
     tokio::spawn(reload_on_hangup(app.clone(), tls.clone()));
@@ -327,6 +335,39 @@ async fn expire_uploads(app: Arc<App>, ttl_secs: u64) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "expired idle uploads"),
             Err(e) => tracing::warn!(error = %e, "could not expire idle uploads"),
+        }
+    }
+}
+
+/// Scrubs the store every `every`, reading at most `rate` bytes a second (a
+/// scrub asked for over the API meanwhile makes this one wait for the next turn).
+async fn scrub_now_and_then(app: Arc<App>, every: Duration, rate: u64) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Ok(turn) = app.registry.scrub_turn() else {
+            continue;
+        };
+        let opts = crate::registry::ScrubOptions {
+            max_bytes_per_sec: Some(rate),
+            ..Default::default()
+        };
+        if let Err(e) = app.registry.scrub(&turn, &opts).await {
+            tracing::warn!(error = %e, "online scrub failed");
+        }
+    }
+}
+
+/// Walks the metadata and the store for the storage figures `/metrics` shows:
+/// at start, then every 15 minutes.
+async fn account_storage(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15 * 60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.registry.storage_report().await {
+            tracing::warn!(error = %e, "could not account for storage");
         }
     }
 }

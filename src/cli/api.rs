@@ -86,7 +86,17 @@ impl Api {
     /// Sends a request and hands back the answer to read as it streams (an
     /// export); any status but 2xx becomes the API's error.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
-        Ok(self.respond(Method::GET, path, &[], None, &[]).await?.0)
+        self.stream_from(Method::GET, path, &[]).await
+    }
+
+    /// As [`Api::stream`], for any method (a long `POST` that reports as it goes).
+    pub async fn stream_from(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        Ok(self.respond(method, path, query, None, &[]).await?.0)
     }
 
     async fn respond(

@@ -10,6 +10,7 @@ mod login;
 mod pull;
 mod push;
 mod sign;
+mod storage;
 mod views;
 
 use clap::{Parser, Subcommand};
@@ -85,6 +86,10 @@ pub enum Command {
     Verify(sign::VerifyArgs),
     /// The audit log: list, export, verify.
     Audit(audit::AuditArgs),
+    /// Re-read and hash every stored blob; set aside (and report) those that fail.
+    Scrub(storage::ScrubArgs),
+    /// Bytes per repository and in total: logical, physical, dedup, reclaimable.
+    Du(storage::DuArgs),
     /// Users of the auth file (on the registry's machine): add, passwd, remove, list.
     User(accounts::UserArgs),
     /// Robot accounts for CI (through the admin API): create, list, revoke.
@@ -118,6 +123,8 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Sign(a) => sign::sign(a).await,
         Command::Verify(a) => sign::verify(a).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::Scrub(a) => storage::scrub(a).await,
+        Command::Du(a) => storage::du(a).await,
         Command::User(a) => accounts::user(a),
         Command::Robot(a) => accounts::robot(a).await,
         Command::Login(a) => login::login(a).await,

@@ -100,6 +100,10 @@ impl From<RegistryError> for ApiError {
         let (status, code) = match &e {
             E::NameUnknown(_) => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
             E::BlobUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            E::StoredCopyBad {
+                manifest: false, ..
+            } => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            E::StoredCopyBad { manifest: true, .. } => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
             E::UploadUnknown(_) => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
             E::Body(e) if body_timed_out(e) => (StatusCode::REQUEST_TIMEOUT, "BLOB_UPLOAD_INVALID"),
             E::UploadInvalid(_) | E::Body(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
@@ -132,7 +136,7 @@ impl From<RegistryError> for ApiError {
         }
         let mut api = ApiError::new(status, code, message);
         match &e {
-            E::ManifestBlobUnknown(d) | E::BlobUnknown(d) => {
+            E::ManifestBlobUnknown(d) | E::BlobUnknown(d) | E::StoredCopyBad { digest: d, .. } => {
                 api.detail = Some(json!({ "digest": d.to_string() }));
             }
             E::ChunkOutOfOrder { size, .. } => {

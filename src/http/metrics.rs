@@ -62,6 +62,85 @@ impl ConnectionMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepoLabels {
+    pub repository: String,
+}
+
+/// The figures of the newest storage report (`GET /api/v1/storage`, or the
+/// server's periodic walk): set at each scrape, never computed by one.
+#[derive(Default)]
+pub struct StorageMetrics {
+    logical: Gauge,
+    physical: Gauge,
+    reclaimable: Gauge,
+    dedup: Gauge<f64, std::sync::atomic::AtomicU64>,
+    repo_logical: Family<RepoLabels, Gauge>,
+    repo_physical: Family<RepoLabels, Gauge>,
+}
+
+impl StorageMetrics {
+    fn register(&self, r: &mut PromRegistry) {
+        let gauges = [
+            (
+                "storage_logical_bytes",
+                "Bytes of every version of every repository, counted whole",
+                &self.logical,
+            ),
+            (
+                "storage_physical_bytes",
+                "Bytes the store holds, each blob and manifest once",
+                &self.physical,
+            ),
+            (
+                "storage_reclaimable_bytes",
+                "Stored bytes no manifest is or references",
+                &self.reclaimable,
+            ),
+        ];
+        for (name, help, g) in gauges {
+            r.register(name, help, g.clone());
+        }
+        r.register(
+            "storage_dedup_ratio",
+            "Logical over physical bytes",
+            self.dedup.clone(),
+        );
+        r.register(
+            "storage_repository_logical_bytes",
+            "Bytes of a repository's versions, counted whole",
+            self.repo_logical.clone(),
+        );
+        r.register(
+            "storage_repository_physical_bytes",
+            "Distinct bytes a repository holds",
+            self.repo_physical.clone(),
+        );
+    }
+
+    fn set(&self, report: &crate::registry::StorageReport) {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let t = &report.total;
+        self.logical.set(clamp(t.logical_bytes));
+        self.physical.set(clamp(t.physical_bytes));
+        self.reclaimable.set(clamp(t.reclaimable_bytes));
+        self.dedup.set(t.dedup_ratio);
+        self.repo_logical.clear();
+        self.repo_physical.clear();
+        for r in &report.repositories {
+            let labels = RepoLabels {
+                repository: r.name.clone(),
+            };
+            self.repo_logical
+                .get_or_create(&labels)
+                .set(clamp(r.logical_bytes));
+            self.repo_physical
+                .get_or_create(&labels)
+                .set(clamp(r.physical_bytes));
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<PromRegistry>,
     pub requests: Family<RequestLabels, Counter>,
@@ -75,6 +154,7 @@ pub struct Metrics {
     pub denials: Family<ReasonLabels, Counter>,
     /// Tokens issued by the token endpoint.
     pub tokens_issued: Counter,
+    pub storage: StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -132,7 +212,10 @@ impl Metrics {
             "Registry tokens issued",
             tokens_issued.clone(),
         );
+        let storage = StorageMetrics::default();
+        storage.register(&mut r);
         Metrics {
+            storage,
             connections,
             denials,
             tokens_issued,
@@ -142,6 +225,13 @@ impl Metrics {
             bytes_in,
             bytes_out,
             upload_sessions,
+        }
+    }
+
+    /// Adds a counter kept elsewhere (in the registry's use cases).
+    pub fn register_counter(&self, name: &str, help: &str, counter: Counter) {
+        if let Ok(mut r) = self.registry.lock() {
+            r.register(name, help, counter);
         }
     }
 
@@ -160,6 +250,9 @@ pub async fn scrape(State(app): State<Arc<App>>, req: axum::extract::Request) ->
     app.metrics
         .upload_sessions
         .set(app.registry.active_upload_sessions() as i64);
+    if let Some(report) = app.registry.last_storage_report() {
+        app.metrics.storage.set(&report);
+    }
     match app.metrics.encode() {
         Ok(body) => (
             [(

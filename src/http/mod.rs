@@ -45,10 +45,16 @@ impl App {
     }
 
     pub fn with_auth(registry: Registry, auth: Auth) -> Arc<App> {
+        let metrics = Metrics::new();
+        metrics.register_counter(
+            "integrity_failures",
+            "Stored copies (blobs, manifests) found failing verification and set aside",
+            registry.rot_found(),
+        );
         Arc::new(App {
             registry,
             auth,
-            metrics: Metrics::new(),
+            metrics,
             stopping: tokio::sync::watch::Sender::new(false),
         })
     }

@@ -19,6 +19,16 @@ pub enum RegistryError {
     NameUnknown(String),
     #[error("blob {0} is not known to the repository")]
     BlobUnknown(Digest),
+    /// A stored copy failed verification and was set aside: unknown until
+    /// its content is pushed again.
+    #[error(
+        "the stored copy of {digest} failed verification ({detail}) and was set aside: push it again"
+    )]
+    StoredCopyBad {
+        digest: Digest,
+        detail: String,
+        manifest: bool,
+    },
     #[error("upload session {0} is not known")]
     UploadUnknown(String),
     #[error("upload is invalid: {0}")]

@@ -62,7 +62,17 @@ impl Registry {
         let model = self
             .model_record(repo, &parsed, &digest, body.len() as u64)
             .await?;
-        if self.blobs.stat(&digest).await?.is_none() {
+        // A stored copy that is missing or rotted is replaced by these bytes.
+        let stored = match self
+            .blobs
+            .read_all(&digest, self.limits.max_manifest_bytes)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(StoreError::Rotten { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if stored.is_none() {
             self.blobs.write_all(&digest, body.clone()).await?;
         }
         let record = ManifestRecord {
@@ -151,14 +161,41 @@ impl Registry {
         self.meta.manifest(repo, &digest).await?.ok_or_else(unknown)
     }
 
-    /// Reads a manifest's record and exact bytes.
+    /// A manifest's record, for `HEAD`: its stored copy must be there, of the
+    /// recorded size (a `GET` also checks its digest).
+    pub async fn head_manifest(&self, repo: &str, reference: &Reference) -> Result<ManifestRecord> {
+        let record = self.manifest_record(repo, reference).await?;
+        match self.check_stored_size(&record.digest, record.size).await {
+            Ok(()) => Ok(record),
+            Err(RegistryError::StoredCopyBad { digest, detail, .. }) => {
+                Err(RegistryError::StoredCopyBad {
+                    digest,
+                    detail,
+                    manifest: true,
+                })
+            }
+            Err(RegistryError::BlobUnknown(_)) => {
+                Err(RegistryError::ManifestUnknown(reference.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a manifest's record and exact bytes, verified against its digest.
     pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<StoredManifest> {
         let record = self.manifest_record(repo, reference).await?;
-        let bytes = self
+        let bytes = match self
             .blobs
             .read_all(&record.digest, self.limits.max_manifest_bytes)
-            .await?
-            .ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+            .await
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                tracing::error!(digest = %record.digest, repo, "manifest is recorded but its bytes are missing");
+                return Err(RegistryError::ManifestUnknown(reference.to_string()));
+            }
+            Err(e) => return Err(self.on_rot(e, true).await),
+        };
         Ok(StoredManifest { record, bytes })
     }
 

@@ -6,22 +6,26 @@ mod attest;
 mod audit;
 mod blobs;
 mod error;
+mod integrity;
 mod listing;
 mod manifests;
 mod models;
 mod promotion;
 mod review;
+mod storage;
 mod uploads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use error::RegistryError;
+pub use integrity::{Rotten, ScrubOptions, ScrubProgress, ScrubReport, ScrubTurn};
 pub use listing::ReferrersPage;
 pub use manifests::{PushedManifest, StoredManifest};
 pub use models::{ModelVersion, VersionPage};
 pub use promotion::{AliasView, Promotion, PromotionRequest};
 pub use review::{check_text, valid_label_key};
+pub use storage::{RepoStorage, StorageReport, StorageTotal};
 pub use uploads::{ChunkRange, MountOutcome};
 
 use crate::governance::Governance;
@@ -66,6 +70,11 @@ pub struct Registry {
     /// Locks of the upload sessions requests are working on (where a session
     /// stands is in its record).
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+    /// Stored copies found failing verification and set aside.
+    rot_found: prometheus_client::metrics::counter::Counter,
+    scrub_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The newest storage report, for `/metrics`.
+    last_storage: Mutex<Option<Arc<StorageReport>>>,
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
@@ -83,7 +92,15 @@ impl Registry {
             limits,
             governance,
             sessions: Mutex::new(HashMap::new()),
+            rot_found: Default::default(),
+            scrub_lock: Default::default(),
+            last_storage: Mutex::new(None),
         }
+    }
+
+    /// Counts stored copies found failing verification (for `/metrics`).
+    pub fn rot_found(&self) -> prometheus_client::metrics::counter::Counter {
+        self.rot_found.clone()
     }
 
     pub fn limits(&self) -> &Limits {

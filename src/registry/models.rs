@@ -60,6 +60,11 @@ impl Registry {
                 {
                     Ok(bytes) => bytes,
                     Err(e @ StoreError::Io(_)) => return Err(e.into()),
+                    // Set aside; the client's retry uploads the config again.
+                    Err(e @ StoreError::Rotten { .. }) => {
+                        self.on_rot(e, false).await;
+                        return Err(RegistryError::ManifestBlobUnknown(c.digest.clone()));
+                    }
                     Err(e) => {
                         tracing::warn!(repo, config = %c.digest, error = %e,
                             "model config not usable; indexing from annotations only");

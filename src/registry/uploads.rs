@@ -109,12 +109,23 @@ impl Registry {
     ) -> Result<MountOutcome> {
         if let Some(d) = digest {
             let source_has_it = match from {
-                Some(from) => self.meta.blob_link(from, d).await?.is_some(),
-                None => self.meta.blob_linked_anywhere(d).await?,
+                Some(from) => self.meta.blob_link(from, d).await?,
+                None => match self.meta.blob_linked_anywhere(d).await? {
+                    true => self.blobs.stat(d).await?,
+                    false => None,
+                },
             };
-            if source_has_it && let Some(size) = self.blobs.stat(d).await? {
-                self.meta.link_blob(repo, d, size).await?;
-                return Ok(MountOutcome::Mounted(d.clone()));
+            // A stored copy that is gone or of another size is not mounted: the
+            // client uploads the content instead, which replaces it.
+            if let Some(size) = source_has_it {
+                match self.check_stored_size(d, size).await {
+                    Ok(()) => {
+                        self.meta.link_blob(repo, d, size).await?;
+                        return Ok(MountOutcome::Mounted(d.clone()));
+                    }
+                    Err(RegistryError::BlobUnknown(_) | RegistryError::StoredCopyBad { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(MountOutcome::Started {

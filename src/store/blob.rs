@@ -81,7 +81,9 @@ pub trait BlobStore: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> StoreResult<Option<BlobReader>>;
 
-    /// Reads a whole small blob (manifests) into memory, refusing more than `limit` bytes.
+    /// Reads a whole small blob (manifests) into memory, refusing more than
+    /// `limit` bytes, and checks it against its digest: bytes that do not match
+    /// are `StoreError::Rotten`, never returned.
     async fn read_all(&self, digest: &Digest, limit: u64) -> StoreResult<Option<Bytes>>;
 
     /// Stores a small, already-verified blob (manifests) durably.
@@ -89,6 +91,19 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a committed blob; false if it was not there.
     async fn delete(&self, digest: &Digest) -> StoreResult<bool>;
+
+    /// Sets a committed blob aside where it is no longer served but an operator
+    /// can still look at it (its bytes failed verification); false if it was not
+    /// there. A later commit of the same digest installs a fresh copy.
+    async fn quarantine(&self, digest: &Digest) -> StoreResult<bool>;
+
+    /// Committed blobs in digest order after `after`, at most `limit`, with
+    /// their sizes: what a scrub walks and a garbage collection sweeps.
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Digest, u64)>>;
 
     /// Begins an empty upload.
     async fn begin_upload(&self, id: &str) -> StoreResult<UploadState>;

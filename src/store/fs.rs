@@ -1,5 +1,6 @@
 //! Filesystem `BlobStore`: `blobs/<alg>/<hex[0..2]>/<hex>`, uploads in `uploads/<id>`,
-//! small writes staged in `tmp/`. Every commit is write, fsync, rename, fsync dir.
+//! small writes staged in `tmp/`, blobs that failed verification set aside in
+//! `quarantine/`. Every commit is write, fsync, rename, fsync dir.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use futures_util::StreamExt;
 use super::append::{Appender, UploadIo};
 use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
 use super::{StoreError, StoreResult};
-use crate::oci::Digest;
+use crate::oci::{Algorithm, Digest};
 
 /// Bytes per batch handed to the writer thread, and per read from disk: large
 /// enough to amortise syscalls and thread wake-ups, small enough to keep memory flat.
@@ -34,7 +35,7 @@ impl FsBlobStore {
     /// Opens (creating if needed) a blob tree under `root`. With `fsync` off, commits
     /// skip fsync: faster, but a power loss can lose recently committed blobs.
     pub fn open(root: &Path, fsync: bool) -> StoreResult<Self> {
-        for dir in ["blobs", "uploads", "tmp"] {
+        for dir in ["blobs", "uploads", "tmp", "quarantine"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         // Staged small writes never outlive a crash.
@@ -70,14 +71,13 @@ impl FsBlobStore {
         self.root.join("uploads").join(id)
     }
 
-    /// Renames `from` to the blob path of `d` durably; an existing blob wins.
+    /// Renames `from` to the blob path of `d` durably. The new, verified bytes
+    /// replace a copy already there: that copy may be the one that rotted, and a
+    /// reader holding it open keeps reading it whole.
     async fn install(&self, from: PathBuf, d: &Digest) -> std::io::Result<()> {
         let to = self.blob_path(d);
         let fsync = self.fsync;
         blocking(move || {
-            if to.exists() {
-                return std::fs::remove_file(from);
-            }
             let dir = to
                 .parent()
                 .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
@@ -106,6 +106,60 @@ pub(super) fn short_upload(on_disk: u64, recorded: u64) -> std::io::Error {
     std::io::Error::other(format!(
         "upload file holds {on_disk} bytes where {recorded} were recorded"
     ))
+}
+
+/// The blobs under `root` (`<alg>/<hex[0..2]>/<hex>`) in digest order after
+/// `after`, at most `limit`: reads only the directories the page spans. Names
+/// that are not digests (an operator's leftovers) are skipped.
+fn list_blob_tree(
+    root: &Path,
+    after: Option<&Digest>,
+    limit: usize,
+) -> std::io::Result<Vec<(Digest, u64)>> {
+    let sorted_names = |dir: &Path| -> std::io::Result<Vec<String>> {
+        let Some(entries) = not_found_as_none(std::fs::read_dir(dir))? else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        for e in entries {
+            names.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    };
+    let mut out = Vec::new();
+    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+        if after.is_some_and(|a| a.algorithm() > alg) {
+            continue;
+        }
+        let same_alg = after.filter(|a| a.algorithm() == alg);
+        let alg_dir = root.join(alg.as_str());
+        for prefix in sorted_names(&alg_dir)? {
+            if same_alg.is_some_and(|a| prefix.as_str() < &a.hex()[..2]) {
+                continue;
+            }
+            let dir = alg_dir.join(&prefix);
+            for name in sorted_names(&dir)? {
+                if same_alg.is_some_and(|a| name.as_str() <= a.hex()) {
+                    continue;
+                }
+                let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
+                    continue;
+                };
+                if !name.starts_with(&prefix) {
+                    continue;
+                }
+                let Some(meta) = not_found_as_none(std::fs::metadata(dir.join(&name)))? else {
+                    continue; // deleted while listed
+                };
+                out.push((digest, meta.len()));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -295,7 +349,17 @@ impl BlobStore for FsBlobStore {
             Some(b) if b.len() as u64 > limit => Err(StoreError::Corrupt(format!(
                 "{digest} is larger than {limit} bytes"
             ))),
-            other => Ok(other.map(Bytes::from)),
+            Some(b) => {
+                let actual = Digest::of(digest.algorithm(), &b);
+                if &actual != digest {
+                    return Err(StoreError::Rotten {
+                        digest: digest.clone(),
+                        detail: format!("its {} bytes hash to {actual}", b.len()),
+                    });
+                }
+                Ok(Some(Bytes::from(b)))
+            }
+            None => Ok(None),
         }
     }
 
@@ -324,6 +388,38 @@ impl BlobStore for FsBlobStore {
 
     async fn delete(&self, digest: &Digest) -> StoreResult<bool> {
         Ok(not_found_as_none(tokio::fs::remove_file(self.blob_path(digest)).await)?.is_some())
+    }
+
+    async fn quarantine(&self, digest: &Digest) -> StoreResult<bool> {
+        let from = self.blob_path(digest);
+        let dir = self.root.join("quarantine");
+        let stamp = jiff::Timestamp::now().as_nanosecond();
+        let to = dir.join(format!(
+            "{}-{}-{stamp}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        ));
+        let fsync = self.fsync;
+        let moved = blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let moved = not_found_as_none(std::fs::rename(&from, &to))?.is_some();
+            if moved && fsync {
+                std::fs::File::open(&dir)?.sync_all()?;
+            }
+            Ok(moved)
+        })
+        .await?;
+        Ok(moved)
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Digest, u64)>> {
+        let root = self.root.join("blobs");
+        let after = after.cloned();
+        Ok(blocking(move || list_blob_tree(&root, after.as_ref(), limit)).await?)
     }
 
     async fn begin_upload(&self, id: &str) -> StoreResult<UploadState> {

@@ -145,6 +145,23 @@ pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotS
     /// Repositories in lexical order after `last`, at most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page>;
 
+    /// A repository's manifests in digest order after `after`, at most `limit`.
+    async fn manifests_page(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<ManifestRecord>>;
+
+    /// A repository's blob links (digest, size) in digest order after `after`,
+    /// at most `limit`.
+    async fn blob_links_page(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Digest, u64)>>;
+
     /// Descriptors of the manifests in `repo` whose subject is `subject`, in digest
     /// order after `after`, only those of `artifact_type` if one is given: at most
     /// `limit`, and whether more remain. A page costs what it holds, not what the

@@ -39,6 +39,12 @@ pub enum StoreError {
     UploadNotFound(String),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
+    /// Stored bytes that do not hash to the digest they are kept under.
+    #[error("the stored copy of {digest} failed verification: {detail}")]
+    Rotten {
+        digest: crate::oci::Digest,
+        detail: String,
+    },
     #[error("{0} is not in the repository")]
     ReferenceMissing(crate::oci::Digest),
     /// The policy refused a tag move.

@@ -7,6 +7,7 @@ mod audit;
 mod models;
 mod review;
 mod robots;
+mod storage;
 mod tags;
 
 use std::collections::BTreeMap;
@@ -400,6 +401,24 @@ impl MetaStore for RedbMetaStore {
 
     async fn repo_exists(&self, repo: &str) -> StoreResult<bool> {
         self.read(|txn| Ok(txn.open_table(REPOS)?.get(repo)?.is_some()))
+    }
+
+    async fn manifests_page(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<ManifestRecord>> {
+        self.read(|txn| storage::manifests_page(txn, repo, after, limit))
+    }
+
+    async fn blob_links_page(
+        &self,
+        repo: &str,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> StoreResult<Vec<(Digest, u64)>> {
+        self.read(|txn| storage::blob_links_page(txn, repo, after, limit))
     }
 
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page> {

@@ -7,8 +7,10 @@ mod attacks;
 mod auth;
 mod bad_input;
 mod blobs;
+mod integrity;
 mod manifests;
 mod ops;
+mod storage;
 mod tls;
 
 use reqwest::{Client, Method, Response, StatusCode};

@@ -65,6 +65,10 @@ pub enum ApiEndpoint {
     Robots,
     /// `/api/v1/robots/<name>`
     Robot { name: String },
+    /// `/api/v1/scrub`: re-hash every stored blob.
+    Scrub,
+    /// `/api/v1/storage`: bytes per repository and in total.
+    Storage,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +101,8 @@ impl ApiEndpoint {
             "models" => return Ok(ApiEndpoint::Models),
             "whoami" => return Ok(ApiEndpoint::Whoami),
             "robots" => return Ok(ApiEndpoint::Robots),
+            "scrub" => return Ok(ApiEndpoint::Scrub),
+            "storage" => return Ok(ApiEndpoint::Storage),
             r => {
                 if let Some(name) = r.strip_prefix("robots/") {
                     if !crate::auth::valid_robot_name(name) {
@@ -195,6 +201,7 @@ impl ApiEndpoint {
             E::Policy => "GET, HEAD, PUT",
             E::Robots => "GET, HEAD, POST",
             E::Robot { .. } => "GET, HEAD, DELETE",
+            E::Scrub => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -223,7 +230,9 @@ impl Routed for ApiEndpoint {
             | E::Deliveries
             | E::Whoami
             | E::Robots
-            | E::Robot { .. } => None,
+            | E::Robot { .. }
+            | E::Scrub
+            | E::Storage => None,
         }
     }
 
@@ -248,6 +257,8 @@ impl Routed for ApiEndpoint {
             E::Deliveries => "api_deliveries",
             E::Whoami => "api_whoami",
             E::Robots | E::Robot { .. } => "api_robots",
+            E::Scrub => "api_scrub",
+            E::Storage => "api_storage",
         }
     }
 
@@ -263,7 +274,9 @@ impl Routed for ApiEndpoint {
         | E::Events
         | E::Deliveries
         | E::Robots
-        | E::Robot { .. } = self
+        | E::Robot { .. }
+        | E::Scrub
+        | E::Storage = self
         {
             return vec![Scope::registry(Action::Admin)];
         }
@@ -489,6 +502,14 @@ mod tests {
         }
         assert_eq!(
             needs(Method::PUT, "/api/v1/policy"),
+            vec![Scope::registry(Action::Admin)]
+        );
+        assert_eq!(
+            needs(Method::POST, "/api/v1/scrub"),
+            vec![Scope::registry(Action::Admin)]
+        );
+        assert_eq!(
+            needs(Method::GET, "/api/v1/storage"),
             vec![Scope::registry(Action::Admin)]
         );
     }

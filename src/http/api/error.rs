@@ -136,6 +136,7 @@ impl From<RegistryError> for ModelApiError {
             E::PolicyInvalid(_) => (StatusCode::BAD_REQUEST, "POLICY_INVALID"),
             E::Store(_)
             | E::BlobUnknown(_)
+            | E::StoredCopyBad { .. }
             | E::UploadUnknown(_)
             | E::UploadInvalid(_)
             | E::ChunkOutOfOrder { .. }

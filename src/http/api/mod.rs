@@ -11,6 +11,7 @@ mod endpoint;
 mod error;
 mod models;
 mod review;
+mod storage;
 mod views;
 
 pub(super) use error::denial_status;
@@ -189,6 +190,8 @@ async fn handle(
         (E::Robots, Method::POST) => accounts::create(ctx, json_body(ctx, body).await?).await,
         (E::Robot { name }, Method::GET) => accounts::get(ctx, name).await,
         (E::Robot { name }, Method::DELETE) => accounts::revoke(ctx, name).await,
+        (E::Scrub, Method::POST) => storage::scrub(ctx).await,
+        (E::Storage, Method::GET) => json(&*ctx.app.registry.storage_report().await?),
         _ => Err(ModelApiError::method_not_allowed(
             endpoint.allowed_methods(),
         )),

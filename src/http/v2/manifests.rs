@@ -20,7 +20,7 @@ pub(super) async fn get(
     let registry = &ctx.app.registry;
     let (record, body) = if head {
         (
-            registry.manifest_record(repo.as_str(), reference).await?,
+            registry.head_manifest(repo.as_str(), reference).await?,
             None,
         )
     } else {

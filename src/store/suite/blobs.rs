@@ -231,6 +231,99 @@ pub async fn blob_store(store: &dyn BlobStore) {
     assert!(store.read_all(&md, 3).await.is_err());
     assert!(store.delete(&md).await.unwrap());
     assert_eq!(store.read_all(&md, 1024).await.unwrap(), None);
+
+    rot_and_quarantine(store).await;
+    listing(store).await;
+}
+
+/// Bytes that do not hash to their digest are never handed out whole as the
+/// blob; set aside, a blob is gone until a commit installs a fresh copy.
+async fn rot_and_quarantine(store: &dyn BlobStore) {
+    let good = b"the manifest as pushed";
+    let d = Digest::sha256_of(good);
+    // `write_all` trusts its caller: writing other bytes is how rot looks from here.
+    store
+        .write_all(&d, Bytes::from_static(b"the manifest as rotted"))
+        .await
+        .unwrap();
+    match store.read_all(&d, 1024).await {
+        Err(crate::store::StoreError::Rotten { digest, .. }) => assert_eq!(digest, d),
+        other => panic!("rotten bytes read as {other:?}"),
+    }
+    assert!(store.quarantine(&d).await.unwrap());
+    assert_eq!(store.stat(&d).await.unwrap(), None, "set aside, not served");
+    assert!(store.read(&d, None).await.unwrap().is_none());
+    assert!(
+        !store.quarantine(&d).await.unwrap(),
+        "nothing left to set aside"
+    );
+    store.write_all(&d, Bytes::from_static(good)).await.unwrap();
+    assert_eq!(
+        store.read_all(&d, 1024).await.unwrap().unwrap().as_ref(),
+        good
+    );
+
+    // A commit replaces a copy that is there (it may be the rotten one).
+    let blob = b"layer bytes, verified as they were uploaded";
+    let bd = Digest::sha256_of(blob);
+    store
+        .write_all(&bd, Bytes::from_static(b"layer bytes, cut"))
+        .await
+        .unwrap();
+    let st = store.begin_upload("again").await.unwrap();
+    let st = append(store, "again", &st, stream_of(&[blob])).await;
+    store.commit_upload("again", &st, &bd).await.unwrap();
+    let r = store.read(&bd, None).await.unwrap().unwrap();
+    assert_eq!(r.size, blob.len() as u64);
+    assert!(
+        collect(r.stream).await == blob,
+        "the fresh copy replaced the cut one"
+    );
+    for x in [&d, &bd] {
+        store.delete(x).await.unwrap();
+    }
+}
+
+/// Listing pages through committed blobs in digest order, whatever the page size.
+async fn listing(store: &dyn BlobStore) {
+    let mut want: Vec<(Digest, u64)> = Vec::new();
+    for i in 0..23u32 {
+        let bytes = format!("listed blob {i}").repeat(i as usize + 1);
+        let alg = if i % 5 == 0 {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        };
+        let d = Digest::of(alg, bytes.as_bytes());
+        store
+            .write_all(&d, Bytes::from(bytes.clone()))
+            .await
+            .unwrap();
+        want.push((d, bytes.len() as u64));
+    }
+    want.sort();
+    for page in [1, 4, 23, 100] {
+        let mut got = Vec::new();
+        let mut after: Option<Digest> = None;
+        loop {
+            let p = store.list_blobs(after.as_ref(), page).await.unwrap();
+            assert!(p.len() <= page);
+            let Some((last, _)) = p.last() else { break };
+            after = Some(last.clone());
+            got.extend(p);
+        }
+        assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "in digest order");
+        got.retain(|g| want.iter().any(|w| w.0 == g.0));
+        assert_eq!(got, want, "pages of {page}");
+    }
+    for (d, _) in &want {
+        store.delete(d).await.unwrap();
+    }
+    let left = store.list_blobs(None, 1000).await.unwrap();
+    assert!(
+        !left.iter().any(|l| want.iter().any(|w| w.0 == l.0)),
+        "deleted, not listed"
+    );
 }
 
 #[tokio::test]
