@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::Digest;
-use crate::store::StoreError;
+use crate::store::{BlobPages, StoreError};
 
 /// Blobs listed from the store per page of a scrub.
 const SCRUB_PAGE: usize = 1000;
@@ -116,11 +116,8 @@ impl Registry {
     pub async fn scrub(&self, _turn: &ScrubTurn, opts: &ScrubOptions) -> Result<ScrubReport> {
         let started = Instant::now();
         let mut report = ScrubReport::default();
-        let mut after: Option<Digest> = None;
-        loop {
-            let page = self.blobs.list_blobs(after.as_ref(), SCRUB_PAGE).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
+        let mut pages = BlobPages::new(self.blobs.as_ref(), SCRUB_PAGE);
+        while let Some(page) = pages.next().await? {
             for (digest, _) in page {
                 match self.rehash(&digest, opts, started, &mut report).await {
                     Ok(actual) if actual == digest => {}

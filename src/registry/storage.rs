@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{Registry, Result};
 use crate::oci::Digest;
+use crate::store::BlobPages;
 
 /// Rows read from the metadata store per page.
 const PAGE: usize = 1000;
@@ -69,11 +70,8 @@ impl Registry {
             }
         }
         report.total.repositories = report.repositories.len() as u64;
-        let mut after: Option<Digest> = None;
-        loop {
-            let page = self.blobs.list_blobs(after.as_ref(), PAGE).await?;
-            let Some((l, _)) = page.last() else { break };
-            after = Some(l.clone());
+        let mut pages = BlobPages::new(self.blobs.as_ref(), PAGE);
+        while let Some(page) = pages.next().await? {
             for (digest, size) in page {
                 report.total.blobs += 1;
                 report.total.physical_bytes += size;

@@ -145,3 +145,35 @@ pub trait BlobStore: Send + Sync + 'static {
     /// were last written: to find those no session owns.
     async fn list_uploads(&self) -> StoreResult<Vec<(String, u64)>>;
 }
+
+/// Pages through a store's committed blobs in digest order.
+pub struct BlobPages<'a> {
+    store: &'a dyn BlobStore,
+    after: Option<Digest>,
+    page: usize,
+}
+
+impl<'a> BlobPages<'a> {
+    pub fn new(store: &'a dyn BlobStore, page: usize) -> Self {
+        BlobPages {
+            store,
+            after: None,
+            page,
+        }
+    }
+
+    /// The next page, or `None` once every blob has been listed.
+    pub async fn next(&mut self) -> StoreResult<Option<Vec<(Digest, u64)>>> {
+        let page = self
+            .store
+            .list_blobs(self.after.as_ref(), self.page)
+            .await?;
+        match page.last() {
+            Some((last, _)) => {
+                self.after = Some(last.clone());
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
+    }
+}

@@ -17,7 +17,7 @@ mod writeback;
 
 pub use append::UploadIo;
 pub use audit::{Action, Actor, AuditRecord, AuditStore, Change};
-pub use blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
+pub use blob::{AppendError, BlobPages, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
 pub use meta::{
     ManifestPut, ManifestRecord, ManifestStored, MetaStore, Page, Required, UploadRecord,
 };

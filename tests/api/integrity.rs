@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use reqwest::{Method, StatusCode};
 
 use super::common::TestServer;
-use super::{client, expect_error, image_manifest, push_blob, send, sha256, start_upload};
+use super::{
+    client, expect_error, image_manifest, push_blob, put_manifest, send, sha256, start_upload,
+};
 
 fn blob_file(data_dir: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap();
@@ -28,16 +30,6 @@ fn quarantined(data_dir: &Path) -> usize {
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-async fn put_manifest(c: &reqwest::Client, url: &str, reference: &str, body: &[u8]) -> StatusCode {
-    c.put(format!("{url}/v2/rot/m/manifests/{reference}"))
-        .header("content-type", MANIFEST_TYPE)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// A manifest whose stored bytes changed is refused (its digest is checked on
 /// every read), set aside, and restored by pushing it again.
 #[tokio::test]
@@ -50,7 +42,7 @@ async fn a_rotted_manifest_is_refused_and_a_push_restores_it() {
     let body = image_manifest(config, &[layer], serde_json::json!({}));
     let digest = sha256(&body);
     assert_eq!(
-        put_manifest(&c, &srv.url, "v1", &body).await,
+        put_manifest(&c, &srv.url, "rot/m", "v1", &body).await,
         StatusCode::CREATED
     );
 
@@ -75,7 +67,7 @@ async fn a_rotted_manifest_is_refused_and_a_push_restores_it() {
     );
 
     assert_eq!(
-        put_manifest(&c, &srv.url, "v1", &body).await,
+        put_manifest(&c, &srv.url, "rot/m", "v1", &body).await,
         StatusCode::CREATED
     );
     let resp = c

@@ -117,6 +117,23 @@ pub async fn push_image(c: &Client, url: &str, repo: &str, reference: &str, seed
     sha256(&body)
 }
 
+/// Pushes an OCI image manifest under `reference`; returns the status.
+pub async fn put_manifest(
+    c: &Client,
+    url: &str,
+    repo: &str,
+    reference: &str,
+    body: &[u8],
+) -> StatusCode {
+    c.put(format!("{url}/v2/{repo}/manifests/{reference}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("push manifest")
+        .status()
+}
+
 pub async fn send(c: &Client, method: Method, url: String) -> Response {
     c.request(method, url).send().await.expect("request")
 }

@@ -4,18 +4,7 @@
 use reqwest::{Method, StatusCode};
 
 use super::common::TestServer;
-use super::{client, image_manifest, push_blob, send};
-
-async fn put(c: &reqwest::Client, url: &str, repo: &str, tag: &str, body: &[u8]) {
-    let resp = c
-        .put(format!("{url}/v2/{repo}/manifests/{tag}"))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-}
+use super::{client, image_manifest, push_blob, put_manifest, send};
 
 #[tokio::test]
 async fn storage_figures_match_what_was_pushed() {
@@ -30,9 +19,18 @@ async fn storage_figures_match_what_was_pushed() {
     let m1 = image_manifest(cfg1, &[&weights], serde_json::json!({}));
     let m2 = image_manifest(cfg2, &[&weights], serde_json::json!({}));
     let m3 = image_manifest(cfg3, &[&weights], serde_json::json!({}));
-    put(&c, &srv.url, "acct/a", "v1", &m1).await;
-    put(&c, &srv.url, "acct/a", "v2", &m2).await;
-    put(&c, &srv.url, "acct/b", "v1", &m3).await;
+    assert_eq!(
+        put_manifest(&c, &srv.url, "acct/a", "v1", &m1).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put_manifest(&c, &srv.url, "acct/a", "v2", &m2).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put_manifest(&c, &srv.url, "acct/b", "v1", &m3).await,
+        StatusCode::CREATED
+    );
     let orphan = b"a blob whose manifest never came";
     push_blob(&c, &srv.url, "acct/c", orphan).await;
 
