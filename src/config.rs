@@ -75,6 +75,21 @@ pub struct ServeArgs {
     /// [default: 64].
     #[arg(long, env = "BERTH_SCRUB_MAX_MIB_PER_SEC")]
     pub scrub_max_mib_per_sec: Option<NonZeroU64>,
+    /// Seconds between online garbage collections (applied); 0 for none [default: 0].
+    #[arg(long, env = "BERTH_GC_INTERVAL_SECS")]
+    pub gc_interval_secs: Option<u64>,
+    /// Untagged manifests garbage collection keeps per repository, newest
+    /// first [default: all of them].
+    #[arg(long, env = "BERTH_GC_KEEP_UNTAGGED")]
+    pub gc_keep_untagged: Option<usize>,
+    /// Seconds a blob or link is safe from garbage collection after it was
+    /// pushed, mounted or named by a manifest [default: 3600].
+    #[arg(long, env = "BERTH_GC_GRACE_SECS")]
+    pub gc_grace_secs: Option<u64>,
+    /// Seconds after a tag moved away from a manifest during which garbage
+    /// collection still keeps it [default: 2592000, 30 days].
+    #[arg(long, env = "BERTH_GC_TAG_WINDOW_SECS")]
+    pub gc_tag_window_secs: Option<u64>,
     /// Most threads doing file I/O at once; further reads and writes wait their turn [default: 512].
     #[arg(long, env = "BERTH_IO_THREADS")]
     pub io_threads: Option<NonZeroUsize>,
@@ -146,6 +161,10 @@ struct FileConfig {
     upload_ttl_secs: Option<u64>,
     scrub_interval_secs: Option<u64>,
     scrub_max_mib_per_sec: Option<NonZeroU64>,
+    gc_interval_secs: Option<u64>,
+    gc_keep_untagged: Option<usize>,
+    gc_grace_secs: Option<u64>,
+    gc_tag_window_secs: Option<u64>,
     io_threads: Option<NonZeroUsize>,
     client_timeout_secs: Option<u64>,
     max_connections_per_address: Option<NonZeroUsize>,
@@ -210,6 +229,10 @@ pub struct Config {
     /// How often an online scrub runs (`None`: never), and how fast it reads.
     pub scrub_interval: Option<Duration>,
     pub scrub_max_bytes_per_sec: u64,
+    /// What garbage collection keeps (its `apply` is off: a request or the
+    /// schedule turns it on), and how often it runs online (`None`: never).
+    pub gc: crate::registry::GcOptions,
+    pub gc_interval: Option<Duration>,
     /// Most threads of the runtime's blocking pool, where file I/O runs.
     pub io_threads: NonZeroUsize,
     /// How long a client may go quiet (over a request head, between requests,
@@ -365,6 +388,25 @@ impl Config {
                 .or(file.scrub_max_mib_per_sec)
                 .map_or(DEFAULT_SCRUB_MIB_PER_SEC, NonZeroU64::get)
                 .saturating_mul(1 << 20),
+            gc: {
+                let defaults = crate::registry::GcOptions::default();
+                crate::registry::GcOptions {
+                    apply: false,
+                    keep_untagged: args.gc_keep_untagged.or(file.gc_keep_untagged),
+                    grace: args
+                        .gc_grace_secs
+                        .or(file.gc_grace_secs)
+                        .map_or(defaults.grace, Duration::from_secs),
+                    tag_window: args
+                        .gc_tag_window_secs
+                        .or(file.gc_tag_window_secs)
+                        .map_or(defaults.tag_window, Duration::from_secs),
+                }
+            },
+            gc_interval: match args.gc_interval_secs.or(file.gc_interval_secs).unwrap_or(0) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             io_threads: args
                 .io_threads
                 .or(file.io_threads)

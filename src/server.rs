@@ -122,7 +122,8 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
         Arc::new(meta),
         config.limits.clone(),
         governance,
-    ))
+    )
+    .with_gc(config.gc.clone()))
 }
 
 /// Raises the soft limit on open files to the hard one, as Go servers (CNCF
@@ -153,6 +154,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::with_auth(registry, auth);
     tokio::spawn(expire_uploads(app.clone(), config.limits.upload_ttl_secs));
     tokio::spawn(account_storage(app.clone()));
+    if let Some(every) = config.gc_interval {
+        tokio::spawn(collect_now_and_then(app.clone(), every));
+    }
     if let Some(every) = config.scrub_interval {
         tokio::spawn(scrub_now_and_then(
             app.clone(),
@@ -355,6 +359,22 @@ async fn scrub_now_and_then(app: Arc<App>, every: Duration, rate: u64) {
         };
         if let Err(e) = app.registry.scrub(&turn, &opts).await {
             tracing::warn!(error = %e, "online scrub failed");
+        }
+    }
+}
+
+/// Collects garbage every `every`, as configured.
+async fn collect_now_and_then(app: Arc<App>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let opts = crate::registry::GcOptions {
+        apply: true,
+        ..app.registry.gc_defaults().clone()
+    };
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.registry.gc(&opts).await {
+            tracing::warn!(error = %e, "online garbage collection failed");
         }
     }
 }

@@ -90,6 +90,8 @@ pub enum Command {
     Scrub(storage::ScrubArgs),
     /// Bytes per repository and in total: logical, physical, dedup, reclaimable.
     Du(storage::DuArgs),
+    /// Garbage collection: a dry run unless --apply.
+    Gc(storage::GcArgs),
     /// Users of the auth file (on the registry's machine): add, passwd, remove, list.
     User(accounts::UserArgs),
     /// Robot accounts for CI (through the admin API): create, list, revoke.
@@ -125,6 +127,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Audit(a) => audit::run(a).await,
         Command::Scrub(a) => storage::scrub(a).await,
         Command::Du(a) => storage::du(a).await,
+        Command::Gc(a) => storage::gc(a).await,
         Command::User(a) => accounts::user(a),
         Command::Robot(a) => accounts::robot(a).await,
         Command::Login(a) => login::login(a).await,

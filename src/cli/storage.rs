@@ -1,5 +1,6 @@
 //! `berth scrub`: the registry re-reads and hashes every blob it stores;
-//! `berth du`: what its repositories add up to.
+//! `berth du`: what its repositories add up to; `berth gc`: what nothing
+//! needs goes (a dry run unless `--apply`).
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
@@ -9,6 +10,89 @@ use serde_json::Value;
 use super::RegistryArgs;
 use super::api::Api;
 use super::views::table::{Table, print, size};
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Delete; without it, list what would go.
+    #[arg(long)]
+    pub apply: bool,
+    /// Untagged manifests to keep per repository, newest first (default: the server's; it keeps all unless configured).
+    #[arg(long)]
+    pub keep_untagged: Option<u64>,
+    /// Seconds a pushed, mounted or referenced blob is safe (default: the server's, 3600).
+    #[arg(long)]
+    pub grace_secs: Option<u64>,
+    /// Seconds a manifest stays kept after a tag moved away from it (default: the server's, 30 days).
+    #[arg(long)]
+    pub tag_window_secs: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs one garbage collection on the registry and prints what went (or would).
+pub async fn gc(a: GcArgs) -> Result<()> {
+    let api = Api::of(&a.registry)?;
+    let mut query = vec![("apply", a.apply.to_string())];
+    for (k, v) in [
+        ("keep_untagged", a.keep_untagged),
+        ("grace_secs", a.grace_secs),
+        ("tag_window_secs", a.tag_window_secs),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v.to_string()));
+        }
+    }
+    let r = api
+        .send(Method::POST, "gc", &query, None, &[])
+        .await?
+        .json()?;
+    print(a.json, &r, |r| {
+        let verb = if r["applied"] == true {
+            "removed"
+        } else {
+            "would remove"
+        };
+        let mut out = String::new();
+        for m in r["manifests"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{verb} manifest {}@{} ({}, {})\n",
+                m["repo"].as_str().unwrap_or("?"),
+                m["digest"].as_str().unwrap_or("?"),
+                m["why"].as_str().unwrap_or("?"),
+                size(m["size"].as_u64().unwrap_or(0))
+            ));
+        }
+        for b in r["blobs"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{verb} blob {} ({})\n",
+                b["digest"].as_str().unwrap_or("?"),
+                size(b["size"].as_u64().unwrap_or(0))
+            ));
+        }
+        for repo in r["repositories"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "{verb} empty repository {}\n",
+                repo.as_str().unwrap_or("?")
+            ));
+        }
+        let count = |k: &str| r[k].as_array().map_or(0, Vec::len);
+        out.push_str(&format!(
+            "{verb} {} manifests and {} blobs: {}{}\n",
+            count("manifests"),
+            count("blobs"),
+            size(r["bytes"].as_u64().unwrap_or(0)),
+            if r["applied"] == true {
+                format!(" freed; {} idle uploads ended", r["uploads"])
+            } else {
+                " (a dry run: --apply deletes; blobs younger than the grace period are kept then)"
+                    .into()
+            }
+        ));
+        out
+    })
+}
 
 #[derive(Debug, clap::Args)]
 pub struct DuArgs {

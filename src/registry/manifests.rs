@@ -83,6 +83,7 @@ impl Registry {
             subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
             annotations: parsed.annotations,
             references: parsed.references.iter().map(|d| d.digest.clone()).collect(),
+            pushed_ms: jiff::Timestamp::now().as_millisecond(),
         };
         let tag = match reference {
             Reference::Tag(t) => Some(t.as_str()),

@@ -6,6 +6,7 @@ mod attest;
 mod audit;
 mod blobs;
 mod error;
+mod gc;
 mod integrity;
 mod listing;
 mod manifests;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use error::RegistryError;
+pub use gc::{GcOptions, GcReport, GoneBlob, GoneManifest};
 pub use integrity::{Rotten, ScrubOptions, ScrubProgress, ScrubReport, ScrubTurn};
 pub use listing::ReferrersPage;
 pub use manifests::{PushedManifest, StoredManifest};
@@ -73,6 +75,9 @@ pub struct Registry {
     /// Stored copies found failing verification and set aside.
     rot_found: prometheus_client::metrics::counter::Counter,
     scrub_lock: Arc<tokio::sync::Mutex<()>>,
+    gc_lock: tokio::sync::Mutex<()>,
+    /// What garbage collection keeps unless a request says otherwise.
+    gc: GcOptions,
     /// The newest storage report, for `/metrics`.
     last_storage: Mutex<Option<Arc<StorageReport>>>,
 }
@@ -94,8 +99,20 @@ impl Registry {
             sessions: Mutex::new(HashMap::new()),
             rot_found: Default::default(),
             scrub_lock: Default::default(),
+            gc_lock: Default::default(),
             last_storage: Mutex::new(None),
+            gc: GcOptions::default(),
         }
+    }
+
+    /// Sets what garbage collection keeps by default.
+    pub fn with_gc(mut self, gc: GcOptions) -> Self {
+        self.gc = gc;
+        self
+    }
+
+    pub fn gc_defaults(&self) -> &GcOptions {
+        &self.gc
     }
 
     /// Counts stored copies found failing verification (for `/metrics`).

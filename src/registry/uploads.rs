@@ -119,9 +119,12 @@ impl Registry {
             // client uploads the content instead, which replaces it.
             if let Some(size) = source_has_it {
                 match self.check_stored_size(d, size).await {
+                    // Linked only if a source still links it as this commits: a
+                    // sweep unlinks before it deletes.
                     Ok(()) => {
-                        self.meta.link_blob(repo, d, size).await?;
-                        return Ok(MountOutcome::Mounted(d.clone()));
+                        if self.meta.mount_blob(repo, d, from).await?.is_some() {
+                            return Ok(MountOutcome::Mounted(d.clone()));
+                        }
                     }
                     Err(RegistryError::BlobUnknown(_) | RegistryError::StoredCopyBad { .. }) => {}
                     Err(e) => return Err(e),

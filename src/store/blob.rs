@@ -97,6 +97,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// there. A later commit of the same digest installs a fresh copy.
     async fn quarantine(&self, digest: &Digest) -> StoreResult<bool>;
 
+    /// Deletes a committed blob unless it was committed at `untouched_since`
+    /// or later (garbage collection, after its links were swept); the bytes
+    /// freed, or `None` if it was kept or gone.
+    async fn sweep(
+        &self,
+        digest: &Digest,
+        untouched_since: std::time::SystemTime,
+    ) -> StoreResult<Option<u64>>;
+
     /// Committed blobs in digest order after `after`, at most `limit`, with
     /// their sizes: what a scrub walks and a garbage collection sweeps.
     async fn list_blobs(

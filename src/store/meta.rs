@@ -1,6 +1,6 @@
 //! The metadata plane: repositories, blob links, manifests, tags, referrers, uploads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +29,10 @@ pub struct ManifestRecord {
     /// Blobs and child manifests this manifest names (for garbage collection).
     #[serde(default)]
     pub references: Vec<Digest>,
+    /// When it was first pushed into the repository (unix ms; 0 for records
+    /// older than this field): retention keeps the newest untagged ones.
+    #[serde(default)]
+    pub pushed_ms: i64,
 }
 
 impl ManifestRecord {
@@ -144,6 +148,38 @@ pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotS
     async fn repo_exists(&self, repo: &str) -> StoreResult<bool>;
     /// Repositories in lexical order after `last`, at most `limit`.
     async fn list_repos(&self, last: Option<&str>, limit: usize) -> StoreResult<Page>;
+
+    /// Links `digest` into `repo` if `from` (or, without it, any repository)
+    /// links it, in one transaction; the size, or `None` if no source has it.
+    async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> StoreResult<Option<u64>>;
+
+    /// Deletes a manifest that no tag points at (checked as it is deleted).
+    async fn delete_untagged_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        actor: &Actor,
+    ) -> StoreResult<Option<ManifestRecord>>;
+
+    /// Every digest a tag of `repo` points at, or pointed at since `since_ms`.
+    async fn held_since(&self, repo: &str, since_ms: i64) -> StoreResult<BTreeSet<Digest>>;
+
+    /// Unlinks each blob of `digests` from every repository, unless it is a
+    /// manifest somewhere or a link of it was made or used at `cutoff_ms` or
+    /// later; one transaction. Those linked nowhere now.
+    async fn sweep_blob_links(
+        &self,
+        digests: Vec<Digest>,
+        cutoff_ms: i64,
+    ) -> StoreResult<Vec<Digest>>;
+
+    /// Removes a repository that holds nothing from the catalog.
+    async fn drop_repo_if_empty(&self, repo: &str) -> StoreResult<bool>;
 
     /// A repository's manifests in digest order after `after`, at most `limit`.
     async fn manifests_page(

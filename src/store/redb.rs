@@ -4,13 +4,14 @@
 //! writes run on the blocking pool because a durable commit waits for fsync.
 
 mod audit;
+mod gc;
 mod models;
 mod review;
 mod robots;
 mod storage;
 mod tags;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use super::audit::{Action, Actor, Change};
 use super::meta::{ManifestPut, ManifestRecord, ManifestStored, MetaStore, Page, UploadRecord};
 use super::model::{ModelFilter, ModelPage, ModelRecord};
 
-use super::tags::{MoveKind, TagMove, TagPolicy};
+use super::tags::{MoveKind, TagMove, TagPolicy, Unguarded};
 use super::{StoreError, StoreResult};
 use crate::oci::{Descriptor, Digest};
 
@@ -83,6 +84,7 @@ impl RedbMetaStore {
             audit::create_tables(&txn)?;
             review::create_tables(&txn)?;
             robots::create_tables(&txn)?;
+            gc::create_tables(&txn)?;
         }
         txn.commit()?;
         let head = audit::head(&db.begin_read()?)?.map_or(0, |(seq, _)| seq);
@@ -185,6 +187,47 @@ fn page_of<V: redb::Value + 'static>(
     Ok(Page { items, more })
 }
 
+/// Deletes a manifest of `repo` with its tags (each a move `policy` judges),
+/// its referrer entry, model index and review rows, and audits it.
+fn remove_manifest(
+    txn: &WriteTransaction,
+    repo: &str,
+    digest: &Digest,
+    actor: &Actor,
+    policy: &dyn TagPolicy,
+) -> StoreResult<Option<ManifestRecord>> {
+    let d = digest.to_string();
+    if txn
+        .open_table(MANIFESTS)?
+        .get((repo, d.as_str()))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    // First the tags: a guarded one refuses the whole delete.
+    tags::remove_tags_of(txn, repo, digest, actor, policy)?;
+    let record: ManifestRecord = {
+        let mut manifests = txn.open_table(MANIFESTS)?;
+        let Some(json) = manifests.remove((repo, d.as_str()))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(json.value()).map_err(corrupt)?
+    };
+    txn.open_table(MANIFEST_REPOS)?.remove((d.as_str(), repo))?;
+    if let Some(subject) = &record.subject {
+        let s = subject.to_string();
+        txn.open_table(REFERRERS)?
+            .remove((repo, s.as_str(), d.as_str()))?;
+    }
+    models::unindex(txn, repo, &d)?;
+    review::forget(txn, repo, &d)?;
+    let change = Change::new(actor, Action::ManifestDelete)
+        .repo(repo)
+        .digest(digest);
+    audit::append(txn, change)?;
+    Ok(Some(record))
+}
+
 #[async_trait]
 impl MetaStore for RedbMetaStore {
     async fn link_blob(&self, repo: &str, digest: &Digest, size: u64) -> StoreResult<()> {
@@ -195,7 +238,30 @@ impl MetaStore for RedbMetaStore {
                 .insert((repo.as_str(), d.as_str()), size)?;
             txn.open_table(BLOB_REPOS)?
                 .insert((d.as_str(), repo.as_str()), ())?;
-            Ok(())
+            gc::touch_links(txn, &repo, &[d])
+        })
+        .await
+    }
+
+    async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> StoreResult<Option<u64>> {
+        let (repo, digest, from) = (repo.to_string(), digest.clone(), from.map(str::to_string));
+        self.write(move |txn| {
+            let Some(size) = gc::linked_in(txn, &digest, from.as_deref())? else {
+                return Ok(None);
+            };
+            let d = digest.to_string();
+            ensure_repo(txn, &repo)?;
+            txn.open_table(BLOB_LINKS)?
+                .insert((repo.as_str(), d.as_str()), size)?;
+            txn.open_table(BLOB_REPOS)?
+                .insert((d.as_str(), repo.as_str()), ())?;
+            gc::touch_links(txn, &repo, &[d])?;
+            Ok(Some(size))
         })
         .await
     }
@@ -217,6 +283,7 @@ impl MetaStore for RedbMetaStore {
                 .is_some();
             txn.open_table(BLOB_REPOS)?
                 .remove((d.as_str(), repo.as_str()))?;
+            gc::forget_link(txn, &repo, &d)?;
             Ok(removed)
         })
         .await
@@ -268,6 +335,9 @@ impl MetaStore for RedbMetaStore {
             // Checked where a concurrent delete is serialised against this write.
             require_all(&txn.open_table(BLOB_LINKS)?, &repo, &need_blobs)?;
             require_all(&txn.open_table(MANIFESTS)?, &repo, &need_manifests)?;
+            // Named by a manifest now: a sweep that began before leaves them.
+            let named: Vec<String> = need_blobs.iter().map(Digest::to_string).collect();
+            gc::touch_links(txn, &repo, &named)?;
             ensure_repo(txn, &repo)?;
             let new = {
                 let mut manifests = txn.open_table(MANIFESTS)?;
@@ -324,40 +394,52 @@ impl MetaStore for RedbMetaStore {
         policy: Arc<dyn TagPolicy>,
     ) -> StoreResult<Option<ManifestRecord>> {
         let (repo, digest, actor) = (repo.to_string(), digest.clone(), actor.clone());
-        let d = digest.to_string();
+        self.write(move |txn| remove_manifest(txn, &repo, &digest, &actor, policy.as_ref()))
+            .await
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        actor: &Actor,
+    ) -> StoreResult<Option<ManifestRecord>> {
+        let (repo, digest, actor) = (repo.to_string(), digest.clone(), actor.clone());
         self.write(move |txn| {
-            if txn
-                .open_table(MANIFESTS)?
-                .get((repo.as_str(), d.as_str()))?
-                .is_none()
-            {
+            if tags::is_tagged(txn, &repo, &digest.to_string())? {
                 return Ok(None);
             }
-            // First the tags: a guarded one refuses the whole delete.
-            tags::remove_tags_of(txn, &repo, &digest, &actor, policy.as_ref())?;
-            let record: ManifestRecord = {
-                let mut manifests = txn.open_table(MANIFESTS)?;
-                let Some(json) = manifests.remove((repo.as_str(), d.as_str()))? else {
-                    return Ok(None);
-                };
-                serde_json::from_slice(json.value()).map_err(corrupt)?
-            };
-            txn.open_table(MANIFEST_REPOS)?
-                .remove((d.as_str(), repo.as_str()))?;
-            if let Some(subject) = &record.subject {
-                let s = subject.to_string();
-                txn.open_table(REFERRERS)?
-                    .remove((repo.as_str(), s.as_str(), d.as_str()))?;
-            }
-            models::unindex(txn, &repo, &d)?;
-            review::forget(txn, &repo, &d)?;
-            let change = Change::new(&actor, Action::ManifestDelete)
-                .repo(&repo)
-                .digest(&digest);
-            audit::append(txn, change)?;
-            Ok(Some(record))
+            // Untagged: no tag move for the policy to judge.
+            remove_manifest(txn, &repo, &digest, &actor, &Unguarded)
         })
         .await
+    }
+
+    async fn held_since(&self, repo: &str, since_ms: i64) -> StoreResult<BTreeSet<Digest>> {
+        self.read(|txn| tags::held_since(txn, repo, since_ms))
+    }
+
+    async fn sweep_blob_links(
+        &self,
+        digests: Vec<Digest>,
+        cutoff_ms: i64,
+    ) -> StoreResult<Vec<Digest>> {
+        self.write(move |txn| {
+            let mut swept = Vec::new();
+            for d in digests {
+                if gc::sweep_links(txn, &d.to_string(), cutoff_ms)? {
+                    swept.push(d);
+                }
+            }
+            Ok(swept)
+        })
+        .await
+    }
+
+    async fn drop_repo_if_empty(&self, repo: &str) -> StoreResult<bool> {
+        let repo = repo.to_string();
+        self.write(move |txn| gc::drop_repo_if_empty(txn, &repo))
+            .await
     }
 
     async fn manifest_anywhere(&self, digest: &Digest) -> StoreResult<bool> {

@@ -2,6 +2,7 @@
 //! implementation is done when these run clean against it.
 
 mod blobs;
+mod gc;
 mod models;
 mod tags;
 
@@ -55,6 +56,7 @@ pub(super) fn record(seed: &[u8], subject: Option<&Digest>) -> ManifestRecord {
         subject: subject.cloned(),
         annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
         references: vec![Digest::sha256_of(b"config")],
+        pushed_ms: 1,
     }
 }
 
@@ -291,6 +293,8 @@ async fn redb_meta_store_passes_the_suite() {
         models::model_index(&meta).await;
         let meta = super::redb::RedbMetaStore::open(&dir.path().join("t.redb"), durable).unwrap();
         tags::tag_moves(&meta).await;
+        let meta = super::redb::RedbMetaStore::open(&dir.path().join("g.redb"), durable).unwrap();
+        gc::gc_primitives(&meta).await;
     }
 }
 

@@ -198,15 +198,27 @@ async fn a_scrub_finds_a_flipped_byte_and_a_push_replaces_the_copy() {
 #[tokio::test]
 async fn scrub_takes_only_post_and_a_positive_rate() {
     let srv = TestServer::start();
-    let resp = send(&client(), Method::GET, format!("{}/api/v1/scrub", srv.url)).await;
+    let c = client();
+    let resp = send(&c, Method::GET, format!("{}/api/v1/scrub", srv.url)).await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    for bad in ["max_mib_per_sec=-1", "max_mib_per_sec=fast", "max_mb=5"] {
+        let resp = send(&c, Method::POST, format!("{}/api/v1/scrub?{bad}", srv.url)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "QUERY_INVALID", "{bad}");
+    }
     let resp = send(
-        &client(),
+        &c,
         Method::POST,
-        format!("{}/api/v1/scrub?max_mib_per_sec=-1", srv.url),
+        format!("{}/api/v1/scrub?max_mib_per_sec=0.5", srv.url),
     )
     .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.lines().last().unwrap().contains("\"report\""),
+        "{text}"
+    );
 }
 
 /// A commit the store fails (here: the blob's directory cannot be made) keeps

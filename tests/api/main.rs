@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod bad_input;
 mod blobs;
+mod gc;
 mod integrity;
 mod manifests;
 mod ops;

@@ -69,6 +69,8 @@ pub enum ApiEndpoint {
     Scrub,
     /// `/api/v1/storage`: bytes per repository and in total.
     Storage,
+    /// `/api/v1/gc`: garbage collection.
+    Gc,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ impl ApiEndpoint {
             "robots" => return Ok(ApiEndpoint::Robots),
             "scrub" => return Ok(ApiEndpoint::Scrub),
             "storage" => return Ok(ApiEndpoint::Storage),
+            "gc" => return Ok(ApiEndpoint::Gc),
             r => {
                 if let Some(name) = r.strip_prefix("robots/") {
                     if !crate::auth::valid_robot_name(name) {
@@ -201,7 +204,7 @@ impl ApiEndpoint {
             E::Policy => "GET, HEAD, PUT",
             E::Robots => "GET, HEAD, POST",
             E::Robot { .. } => "GET, HEAD, DELETE",
-            E::Scrub => "POST",
+            E::Scrub | E::Gc => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -232,7 +235,8 @@ impl Routed for ApiEndpoint {
             | E::Robots
             | E::Robot { .. }
             | E::Scrub
-            | E::Storage => None,
+            | E::Storage
+            | E::Gc => None,
         }
     }
 
@@ -259,6 +263,7 @@ impl Routed for ApiEndpoint {
             E::Robots | E::Robot { .. } => "api_robots",
             E::Scrub => "api_scrub",
             E::Storage => "api_storage",
+            E::Gc => "api_gc",
         }
     }
 
@@ -276,7 +281,8 @@ impl Routed for ApiEndpoint {
         | E::Robots
         | E::Robot { .. }
         | E::Scrub
-        | E::Storage = self
+        | E::Storage
+        | E::Gc = self
         {
             return vec![Scope::registry(Action::Admin)];
         }
@@ -510,6 +516,10 @@ mod tests {
         );
         assert_eq!(
             needs(Method::GET, "/api/v1/storage"),
+            vec![Scope::registry(Action::Admin)]
+        );
+        assert_eq!(
+            needs(Method::POST, "/api/v1/gc"),
             vec![Scope::registry(Action::Admin)]
         );
     }

@@ -125,6 +125,8 @@ async fn handle(
         let takes: &[&str] = match (endpoint, &m) {
             (E::Alias { .. }, &Method::PUT) | (E::Rollback { .. }, _) => &["dry_run"],
             (E::Alias { .. }, &Method::DELETE) => &["reason"],
+            (E::Scrub, _) => &["max_mib_per_sec"],
+            (E::Gc, _) => &["apply", "keep_untagged", "grace_secs", "tag_window_secs"],
             _ => &[],
         };
         ctx.query.only(takes)?;
@@ -191,6 +193,7 @@ async fn handle(
         (E::Robot { name }, Method::GET) => accounts::get(ctx, name).await,
         (E::Robot { name }, Method::DELETE) => accounts::revoke(ctx, name).await,
         (E::Scrub, Method::POST) => storage::scrub(ctx).await,
+        (E::Gc, Method::POST) => storage::gc(ctx).await,
         (E::Storage, Method::GET) => json(&*ctx.app.registry.storage_report().await?),
         _ => Err(ModelApiError::method_not_allowed(
             endpoint.allowed_methods(),

@@ -73,6 +73,51 @@ pub(super) async fn scrub(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiError> {
         .into_response())
 }
 
+/// `POST /api/v1/gc[?apply=true&keep_untagged=N&grace_secs=S&tag_window_secs=W]`:
+/// one garbage collection, a dry run unless `apply=true`; the parameters
+/// override the server's configuration. Runs to its end even if the caller
+/// goes away; answers with the report.
+pub(super) async fn gc(ctx: &ApiCtx<'_>) -> Result<Response, ModelApiError> {
+    let mut opts = ctx.app.registry.gc_defaults().clone();
+    let number = |key: &str| -> Result<Option<u64>, ModelApiError> {
+        ctx.query
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ModelApiError::bad_request(
+                        "QUERY_INVALID",
+                        format!("{key} must be a whole number"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    opts.apply = match ctx.query.get("apply") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ModelApiError::bad_request(
+                "QUERY_INVALID",
+                "apply must be true or false",
+            ));
+        }
+    };
+    if let Some(n) = number("keep_untagged")? {
+        opts.keep_untagged = Some(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(s) = number("grace_secs")? {
+        opts.grace = Duration::from_secs(s);
+    }
+    if let Some(s) = number("tag_window_secs")? {
+        opts.tag_window = Duration::from_secs(s);
+    }
+    let app = ctx.app.clone();
+    let report = tokio::spawn(async move { app.registry.gc(&opts).await })
+        .await
+        .map_err(ModelApiError::internal)??;
+    super::json(&report)
+}
+
 fn progress_line(p: &ScrubProgress) -> String {
     let line = json!({ "progress": {
         "blobs_checked": p.blobs.load(Ordering::Relaxed),

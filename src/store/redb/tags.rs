@@ -242,6 +242,38 @@ pub(super) fn remove_tags_of(
     Ok(())
 }
 
+/// Every digest a tag of `repo` pointed at since `since_ms` (left or reached
+/// by a move then), and every current target: what retention must keep.
+pub(super) fn held_since(
+    txn: &ReadTransaction,
+    repo: &str,
+    since_ms: i64,
+) -> StoreResult<std::collections::BTreeSet<Digest>> {
+    let mut held = std::collections::BTreeSet::new();
+    for e in txn
+        .open_table(TAG_DIGESTS)?
+        .range((repo, "", "")..=(repo, MAX_KEY, MAX_KEY))?
+    {
+        held.insert(parse_digest(e?.0.value().1)?);
+    }
+    for e in txn
+        .open_table(TAG_HISTORY)?
+        .range((repo, "", 0)..=(repo, MAX_KEY, u64::MAX))?
+    {
+        let entry: HistoryEntry = serde_json::from_slice(e?.1.value()).map_err(corrupt)?;
+        if entry.time_ms >= since_ms {
+            held.extend(entry.target);
+            held.extend(entry.previous);
+        }
+    }
+    Ok(held)
+}
+
+/// Whether any tag of `repo` points at `digest` now.
+pub(super) fn is_tagged(txn: &WriteTransaction, repo: &str, digest: &str) -> StoreResult<bool> {
+    Ok(!tags_of(&txn.open_table(TAG_DIGESTS)?, repo, digest)?.is_empty())
+}
+
 pub(super) fn tags_of_digest(
     txn: &ReadTransaction,
     repo: &str,

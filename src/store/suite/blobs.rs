@@ -234,6 +234,31 @@ pub async fn blob_store(store: &dyn BlobStore) {
 
     rot_and_quarantine(store).await;
     listing(store).await;
+    sweeping(store).await;
+}
+
+/// A sweep deletes a blob committed before the time it is given, and keeps
+/// one committed at it or later.
+async fn sweeping(store: &dyn BlobStore) {
+    let bytes = b"committed a while ago";
+    let d = Digest::sha256_of(bytes);
+    let st = store.begin_upload("swept").await.unwrap();
+    let st = append(store, "swept", &st, stream_of(&[bytes])).await;
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    store.commit_upload("swept", &st, &d).await.unwrap();
+    assert_eq!(
+        store.sweep(&d, before).await.unwrap(),
+        None,
+        "committed after: kept"
+    );
+    assert_eq!(store.stat(&d).await.unwrap(), Some(bytes.len() as u64));
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    assert_eq!(
+        store.sweep(&d, later).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert_eq!(store.sweep(&d, later).await.unwrap(), None, "gone already");
 }
 
 /// Bytes that do not hash to their digest are never handed out whole as the

@@ -34,6 +34,7 @@ pub fn version(
         references: std::iter::once(config.clone())
             .chain(layers.iter().map(|l| l.0.clone()))
             .collect(),
+        pushed_ms: 1,
     };
     let model = ModelRecord {
         digest,
