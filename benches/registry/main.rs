@@ -10,6 +10,7 @@
 
 mod blob;
 mod ceilings;
+mod gc;
 mod http;
 mod load;
 mod oci;
@@ -81,6 +82,13 @@ struct Args {
     /// Which registries to run.
     #[arg(long, value_enum, default_value = "both")]
     only: Only,
+    /// Also run the garbage-collection stage on a fresh Berth holding this
+    /// many blobs (e.g. 100000), half of them named by no manifest.
+    #[arg(long, default_value_t = 0)]
+    gc_blobs: usize,
+    /// Run only the garbage-collection stage.
+    #[arg(long, requires = "gc_blobs")]
+    gc_only: bool,
     /// Berth binary (default: the one cargo built for this bench, else target/release/berth).
     #[arg(long)]
     berth: Option<PathBuf>,
@@ -249,7 +257,7 @@ async fn run(args: Args) -> Result<i32> {
     let mut variants = Vec::new();
     let berth = if want_berth {
         let b = start_berth(&args, &wd.join("berth"), BERTH, &[], &mut res).await?;
-        if b.is_some() && !args.big_only {
+        if b.is_some() && !args.big_only && !args.gc_only {
             let mut flavours = vec![
                 (BERTH_NOFSYNC, &["--no-fsync"][..]),
                 (BERTH_DIRECT, &["--direct-io"][..]),
@@ -275,11 +283,19 @@ async fn run(args: Args) -> Result<i32> {
         bail!("no registry to benchmark");
     }
 
-    if !args.big_only {
+    if !args.big_only && !args.gc_only {
         main_stage(&args, &p, &wd, &registries, &variants, &mut res).await?;
     }
     if args.big || args.big_only {
         big_stage(&args, &wd, &registries, &mut res).await;
+    }
+    if args.gc_blobs > 0 && want_berth {
+        let dir = wd.join("berth-gc");
+        if let Some(s) = start_berth(&args, &dir, BERTH, &[], &mut res).await?
+            && let Err(e) = gc::gc_stage(&s, BERTH, args.gc_blobs, &mut res).await
+        {
+            res.fail(BERTH, "gc stage", &e);
+        }
     }
 
     drop(variants);

@@ -41,6 +41,9 @@ pub const DISK_FSYNC_BIG: &str = "disk_write_fdatasync_big_mibs";
 pub const DISK_FSYNC_DIRECT: &str = "disk_write_fdatasync_direct_mibs";
 pub const DISK_FSYNC_BIG_DIRECT: &str = "disk_write_fdatasync_big_direct_mibs";
 pub const LOOPBACK: &str = "loopback_iperf3_mibs";
+pub const GC_LOAD_RATE: &str = "gc_load_blobs_per_s";
+pub const GC_DRY_SECS: &str = "gc_dry_run_s";
+pub const GC_APPLY_SECS: &str = "gc_apply_s";
 
 pub const GET_CONC: [usize; 3] = [1, 16, 64];
 
@@ -508,6 +511,27 @@ fn rows(chunk_mib: u64, parallel: u64, tags: usize, push_c: usize) -> Vec<Row> {
             BERTH,
             Ceil::None,
             T::RssUnder64,
+        ),
+        row(
+            "gc stage: blobs loaded per second, 16 connections",
+            GC_LOAD_RATE,
+            BERTH,
+            Ceil::None,
+            T::None,
+        ),
+        row(
+            "gc stage: dry run (s)",
+            GC_DRY_SECS,
+            BERTH,
+            Ceil::None,
+            T::None,
+        ),
+        row(
+            "gc stage: applied, sweeping half (s)",
+            GC_APPLY_SECS,
+            BERTH,
+            Ceil::None,
+            T::None,
         ),
         row(
             "ceiling: sha256 one core, openssl (MiB/s)",

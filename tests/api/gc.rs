@@ -88,6 +88,23 @@ async fn gc_removes_what_nothing_needs_and_keeps_the_rest() {
     .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
+    // `berth gc` is a dry run unless told to apply.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["gc", "--grace-secs", "0", "--registry", &srv.addr])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("would remove blob {orphan}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("a dry run"), "{stdout}");
+
     // A dry run lists and deletes nothing.
     let dry = gc(&c, url, "grace_secs=0").await;
     assert_eq!(dry["applied"], false);
