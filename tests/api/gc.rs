@@ -8,7 +8,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::common::TestServer;
-use super::{client, image_manifest, push_blob, put_manifest, send, sha256};
+use super::{berth_cli, client, image_manifest, push_blob, put_manifest, send, sha256};
 
 async fn gc(c: &Client, url: &str, query: &str) -> Value {
     let resp = send(c, Method::POST, format!("{url}/api/v1/gc?{query}")).await;
@@ -89,16 +89,7 @@ async fn gc_removes_what_nothing_needs_and_keeps_the_rest() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
 
     // `berth gc` is a dry run unless told to apply.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["gc", "--grace-secs", "0", "--registry", &srv.addr])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = berth_cli(&srv.addr, &["gc", "--grace-secs", "0"], 0);
     assert!(
         stdout.contains(&format!("would remove blob {orphan}")),
         "{stdout}"

@@ -8,7 +8,8 @@ use reqwest::{Method, StatusCode};
 
 use super::common::TestServer;
 use super::{
-    client, expect_error, image_manifest, push_blob, put_manifest, send, sha256, start_upload,
+    berth_cli, client, expect_error, image_manifest, push_blob, put_manifest, send, sha256,
+    start_upload,
 };
 
 fn blob_file(data_dir: &Path, digest: &str) -> PathBuf {
@@ -155,17 +156,8 @@ async fn a_scrub_finds_a_flipped_byte_and_a_push_replaces_the_copy() {
         v["report"].clone()
     };
     // `berth scrub` fails (exit status 1) and prints the registry's report.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["scrub", "--json", "--registry", &srv.addr])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = berth_cli(&srv.addr, &["scrub", "--json"], 1);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["blobs_checked"], 2, "{report}");
     assert_eq!(report["bytes_checked"], data.len() as u64 + 17, "{report}");
     let corrupt = report["corrupt"].as_array().unwrap();

@@ -135,6 +135,24 @@ pub async fn put_manifest(
         .status()
 }
 
+/// Runs the `berth` command with `args` against the server at `addr`; returns
+/// its exit status and stdout, failing with its stderr unless it exited `want`.
+pub fn berth_cli(addr: &str, args: &[&str], want: i32) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .args(["--registry", addr])
+        .output()
+        .expect("run berth");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(want),
+        "berth {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 pub async fn send(c: &Client, method: Method, url: String) -> Response {
     c.request(method, url).send().await.expect("request")
 }

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 
 use super::common::TestServer;
-use super::{client, image_manifest, push_blob, put_manifest, send};
+use super::{berth_cli, client, image_manifest, push_blob, put_manifest, send};
 
 #[tokio::test]
 async fn storage_figures_match_what_was_pushed() {
@@ -90,16 +90,7 @@ async fn storage_figures_match_what_was_pushed() {
     );
     assert!(text.lines().any(|l| l == line), "{line} in {text}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["du", "--registry", &srv.addr, "acct/a"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = berth_cli(&srv.addr, &["du", "acct/a"], 0);
     assert!(
         stdout.contains("acct/a") && !stdout.contains("acct/b"),
         "{stdout}"
