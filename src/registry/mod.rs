@@ -78,6 +78,8 @@ pub struct Registry {
     gc_lock: tokio::sync::Mutex<()>,
     /// What garbage collection keeps unless a request says otherwise.
     gc: GcOptions,
+    /// This process, as upload records name their writer.
+    instance: String,
     /// The newest storage report, for `/metrics`.
     last_storage: Mutex<Option<Arc<StorageReport>>>,
 }
@@ -102,6 +104,7 @@ impl Registry {
             gc_lock: Default::default(),
             last_storage: Mutex::new(None),
             gc: GcOptions::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 

@@ -89,6 +89,7 @@ impl Registry {
             // clients use (another is verified by reading the bytes back).
             hash: Some(Algorithm::Sha256.hasher().save()),
             updated_unix: now,
+            writer: self.instance.clone(),
         };
         let max = self.limits.max_uploads_per_identity;
         if let Err(e) = self.meta.create_upload(&id, &record, max).await {
@@ -160,10 +161,44 @@ impl Registry {
         let guard = session.lock_owned().await;
         // Read again under the lock: the request before ours may have appended,
         // or ended the session.
-        match self.meta.upload(id).await? {
-            Some(r) if r.repo == repo => Ok((guard, r)),
-            _ => Err(unknown()),
+        let record = match self.meta.upload(id).await? {
+            Some(r) if r.repo == repo => r,
+            _ => return Err(unknown()),
+        };
+        let record = self.take_over(id, record).await?;
+        Ok((guard, record))
+    }
+
+    /// A session another process left, with bytes the store does not call
+    /// durable: its saved hash may cover bytes a power cut took back, so they
+    /// are hashed again from the store (a crash of the process alone loses
+    /// none of them; a power cut then shows as a digest mismatch, never as a
+    /// blob that does not match its digest).
+    async fn take_over(&self, id: &str, mut record: UploadRecord) -> Result<UploadRecord> {
+        if record.writer == self.instance || record.state.synced || record.state.len == 0 {
+            return Ok(record);
         }
+        let alg = record
+            .hash
+            .as_deref()
+            .and_then(Hasher::resume)
+            .map(|h| h.algorithm());
+        record.hash = match (alg, self.blobs.read_upload(id, &record.state).await?) {
+            (Some(alg), Some(mut stream)) => {
+                let mut h = alg.hasher();
+                while let Some(chunk) = stream.next().await {
+                    h.update(&chunk.map_err(StoreError::Io)?);
+                }
+                Some(h.save())
+            }
+            // Unknown: the bytes are read back at the end.
+            _ => None,
+        };
+        record.writer = self.instance.clone();
+        if !self.meta.update_upload(id, &record).await? {
+            return Err(RegistryError::UploadUnknown(id.to_string()));
+        }
+        Ok(record)
     }
 
     /// The number of bytes an upload holds.
@@ -272,6 +307,7 @@ impl Registry {
         if moved && appended > 0 {
             record.state = kept;
             record.updated_unix = now_unix();
+            record.writer = self.instance.clone();
             if guard.is_some() && !self.meta.update_upload(id, &record).await? {
                 return Err(RegistryError::UploadUnknown(id.to_string()));
             }
@@ -489,6 +525,7 @@ impl Registry {
             state,
             hash: Some(digest.algorithm().hasher().save()),
             updated_unix: 0,
+            writer: self.instance.clone(),
         };
         let append = Append::Private { id: &id, record };
         let result = match self.append_locked(append, None, length, body).await {

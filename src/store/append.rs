@@ -210,15 +210,23 @@ impl Appender {
         Ok(())
     }
 
-    /// Writes everything staged; the file then holds every accepted byte, durably
-    /// if the appender was opened durable: the upload's record, written next,
-    /// must never claim bytes a crash could take back.
-    pub fn finish(&mut self) -> std::io::Result<()> {
+    /// Writes everything staged; the file then holds every accepted byte.
+    /// Returns whether they are all durable: with durable commits, an append
+    /// that reached the direct-I/O part of the upload is synced here (cheap: its
+    /// bytes are on the disk already, and the page-cache head is written back by
+    /// now); one that stayed in the page-cache head is not, as waiting for
+    /// every small chunk to reach the disk cost a fifth of a chunked push. The
+    /// commit syncs whatever is left.
+    pub fn finish(&mut self) -> std::io::Result<bool> {
         self.flush_stage()?;
-        if self.durable && self.end > self.start {
+        if !self.durable {
+            return Ok(true); // what `--no-fsync` promises: survives a crash, not a power cut
+        }
+        let past_head = self.end > self.direct_from;
+        if past_head {
             self.buffered.sync_data()?;
         }
-        Ok(())
+        Ok(past_head)
     }
 
     /// Offset where this appender started.

@@ -60,6 +60,11 @@ pub struct UploadState {
     /// The store's own continuation, opaque above it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub store: String,
+    /// Whether all `len` bytes are durable (would outlive a power cut), so that
+    /// a hash saved over them holds after a restart. When not, another process
+    /// that takes the session over hashes them again from the store.
+    #[serde(default)]
+    pub synced: bool,
 }
 
 /// Where blob bytes live. Implementations: the local filesystem (default) and

@@ -179,7 +179,7 @@ async fn blocking<T: Send + 'static>(
 async fn write_batches(
     mut appender: Appender,
     mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
-) -> (u64, std::io::Result<()>) {
+) -> (u64, std::io::Result<bool>) {
     let mut result = Ok(());
     while let Some(first) = rx.recv().await {
         let wrote = tokio::task::spawn_blocking(move || {
@@ -204,9 +204,9 @@ async fn write_batches(
     let finished = tokio::task::spawn_blocking(move || {
         // Bytes received before a failure stay appended: the client resumes from
         // the upload's length.
-        let result = result.and(appender.finish());
+        let result = result.and_then(|()| appender.finish());
         let kept = match result {
-            Ok(()) => appender.accepted(),
+            Ok(_) => appender.accepted(),
             Err(_) => appender.file_len().saturating_sub(appender.start()),
         };
         (kept, result)
@@ -425,14 +425,20 @@ impl BlobStore for FsBlobStore {
         let (written, result) = writer
             .await
             .unwrap_or_else(|e| (0, Err(std::io::Error::other(e))));
-        let kept = UploadState {
+        let mut kept = UploadState {
             len: start + written,
             store: String::new(),
+            synced: false,
         };
         match (result, stream_error) {
             (Err(e), _) => Err((kept, AppendError::Store(e))),
-            (Ok(()), Some(e)) => Err((kept, AppendError::Body(e))),
-            (Ok(()), None) => Ok(kept),
+            (Ok(synced), stream_error) => {
+                kept.synced = synced;
+                match stream_error {
+                    Some(e) => Err((kept, AppendError::Body(e))),
+                    None => Ok(kept),
+                }
+            }
         }
     }
 

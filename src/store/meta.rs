@@ -69,6 +69,10 @@ pub struct UploadRecord {
     /// When bytes were last appended (unix seconds); idle sessions expire.
     #[serde(default)]
     pub updated_unix: u64,
+    /// The registry process that wrote this record last: another one trusts
+    /// `hash` only if the store says the bytes are durable (`state.synced`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub writer: String,
 }
 
 /// One page of a sorted listing and whether more follow.

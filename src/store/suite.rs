@@ -248,6 +248,7 @@ pub async fn meta_store(meta: &dyn MetaStore) {
         state: UploadState::default(),
         hash: Some(Algorithm::Sha256.hasher().save()),
         updated_unix: 1,
+        writer: "the suite".into(),
     };
     assert!(
         !meta.update_upload("x", &u).await.unwrap(),

@@ -365,3 +365,28 @@ async fn fs_blob_store_passes_the_suite() {
         }
     }
 }
+
+/// With durable commits, an append says its bytes are durable once it reaches
+/// the direct-I/O part of the upload, and not while it stays in the page-cache
+/// head; without, always (a crash of the process loses nothing).
+#[tokio::test]
+async fn fs_appends_say_whether_their_bytes_are_durable() {
+    use super::super::UploadIo;
+    let cases = [
+        (true, UploadIo::Direct, [true, true]),
+        (true, UploadIo::Buffered, [false, false]),
+        (true, UploadIo::BySize { large: 1 << 20 }, [false, true]),
+        (false, UploadIo::Buffered, [true, true]),
+    ];
+    for (fsync, io, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::fs::FsBlobStore::open(dir.path(), fsync)
+            .unwrap()
+            .upload_io(io);
+        let st = store.begin_upload("u").await.unwrap();
+        let small = append(&store, "u", &st, stream_of(&[&[1u8; 1000]])).await;
+        static BIG: [u8; 1 << 20] = [2u8; 1 << 20];
+        let past = append(&store, "u", &small, stream_of(&[&BIG])).await;
+        assert_eq!([small.synced, past.synced], want, "fsync {fsync}, {io:?}");
+    }
+}
