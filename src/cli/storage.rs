@@ -86,8 +86,7 @@ pub async fn gc(a: GcArgs) -> Result<()> {
             if r["applied"] == true {
                 format!(" freed; {} idle uploads ended", r["uploads"])
             } else {
-                " (a dry run: --apply deletes; blobs younger than the grace period are kept then)"
-                    .into()
+                " (a dry run: --apply deletes them)".into()
             }
         ));
         out

@@ -138,21 +138,19 @@ impl Registry {
         // Sweep what no remaining manifest is or references.
         let mut pages = BlobPages::new(self.blobs.as_ref(), PAGE);
         while let Some(page) = pages.next().await? {
-            let candidates: Vec<(Digest, u64)> = page
+            let names = page
                 .into_iter()
                 .filter(|(d, _)| !referenced.contains(d))
+                .map(|(d, _)| d)
                 .collect();
-            if !opts.apply {
-                let would = candidates
-                    .into_iter()
-                    .map(|(digest, size)| GoneBlob { digest, size });
-                report.blobs.extend(would);
-                continue;
-            }
-            // A page's unlinking is one transaction; then each file, one by one.
-            let names = candidates.into_iter().map(|(d, _)| d).collect();
-            for digest in self.meta.sweep_blob_links(names, cutoff_ms).await? {
-                if let Some(freed) = self.blobs.sweep(&digest, cutoff).await? {
+            // A page's unlinking is one transaction (rolled back in a dry run);
+            // then each file, one by one.
+            let unlinked = self
+                .meta
+                .sweep_blob_links(names, cutoff_ms, opts.apply)
+                .await?;
+            for digest in unlinked {
+                if let Some(freed) = self.blobs.sweep(&digest, cutoff, opts.apply).await? {
                     report.blobs.push(GoneBlob {
                         digest,
                         size: freed,

@@ -104,11 +104,12 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Deletes a committed blob unless it was committed at `untouched_since`
     /// or later (garbage collection, after its links were swept); the bytes
-    /// freed, or `None` if it was kept or gone.
+    /// freed, or `None` if it was kept or gone. Without `apply`, only says.
     async fn sweep(
         &self,
         digest: &Digest,
         untouched_since: std::time::SystemTime,
+        apply: bool,
     ) -> StoreResult<Option<u64>>;
 
     /// Committed blobs in digest order after `after`, at most `limit`, with

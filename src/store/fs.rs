@@ -334,6 +334,7 @@ impl BlobStore for FsBlobStore {
         &self,
         digest: &Digest,
         untouched_since: std::time::SystemTime,
+        apply: bool,
     ) -> StoreResult<Option<u64>> {
         let path = self.blob_path(digest);
         let aside = self.root.join("tmp").join(format!(
@@ -342,6 +343,12 @@ impl BlobStore for FsBlobStore {
             digest.hex()
         ));
         Ok(blocking(move || {
+            if !apply {
+                let Some(meta) = not_found_as_none(std::fs::metadata(&path))? else {
+                    return Ok(None);
+                };
+                return Ok((meta.modified()? < untouched_since).then_some(meta.len()));
+            }
             // Moved away first, then judged: a commit landing meanwhile writes a
             // new file at the path, which stays whatever happens to this one.
             if not_found_as_none(std::fs::rename(&path, &aside))?.is_none() {

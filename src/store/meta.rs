@@ -175,11 +175,13 @@ pub trait MetaStore: TagStore + AuditStore + ReviewStore + super::robots::RobotS
 
     /// Unlinks each blob of `digests` from every repository, unless it is a
     /// manifest somewhere or a link of it was made or used at `cutoff_ms` or
-    /// later; one transaction. Those linked nowhere now.
+    /// later; one transaction, rolled back unless `apply` (a dry run). Those
+    /// linked nowhere now (or that would be).
     async fn sweep_blob_links(
         &self,
         digests: Vec<Digest>,
         cutoff_ms: i64,
+        apply: bool,
     ) -> StoreResult<Vec<Digest>>;
 
     /// Removes a repository that holds nothing from the catalog.

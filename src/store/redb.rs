@@ -423,15 +423,16 @@ impl MetaStore for RedbMetaStore {
         &self,
         digests: Vec<Digest>,
         cutoff_ms: i64,
+        apply: bool,
     ) -> StoreResult<Vec<Digest>> {
-        self.write(move |txn| {
+        self.write_if(move |txn| {
             let mut swept = Vec::new();
             for d in digests {
                 if gc::sweep_links(txn, &d.to_string(), cutoff_ms)? {
                     swept.push(d);
                 }
             }
-            Ok(swept)
+            Ok((swept, apply))
         })
         .await
     }

@@ -115,9 +115,15 @@ async fn gc_removes_what_nothing_needs_and_keeps_the_rest() {
         StatusCode::OK
     );
 
-    // Within the grace period nothing young is swept.
-    let young = gc(&c, url, "apply=true").await;
-    assert_eq!(young["blobs"].as_array().unwrap().len(), 0, "{young}");
+    // Within the grace period nothing young is swept, nor said to be.
+    for query in ["apply=true", "apply=false"] {
+        let young = gc(&c, url, query).await;
+        assert_eq!(
+            young["blobs"].as_array().unwrap().len(),
+            0,
+            "{query}: {young}"
+        );
+    }
 
     let done = gc(&c, url, "apply=true&grace_secs=0").await;
     assert_eq!(done["applied"], true);

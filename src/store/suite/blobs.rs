@@ -246,19 +246,29 @@ async fn sweeping(store: &dyn BlobStore) {
     let st = append(store, "swept", &st, stream_of(&[bytes])).await;
     let before = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     store.commit_upload("swept", &st, &d).await.unwrap();
-    assert_eq!(
-        store.sweep(&d, before).await.unwrap(),
-        None,
-        "committed after: kept"
-    );
+    for apply in [false, true] {
+        assert_eq!(
+            store.sweep(&d, before, apply).await.unwrap(),
+            None,
+            "committed after: kept"
+        );
+    }
     assert_eq!(store.stat(&d).await.unwrap(), Some(bytes.len() as u64));
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    let size = Some(bytes.len() as u64);
     assert_eq!(
-        store.sweep(&d, later).await.unwrap(),
-        Some(bytes.len() as u64)
+        store.sweep(&d, later, false).await.unwrap(),
+        size,
+        "would go"
     );
+    assert_eq!(store.stat(&d).await.unwrap(), size, "a dry run keeps it");
+    assert_eq!(store.sweep(&d, later, true).await.unwrap(), size);
     assert_eq!(store.stat(&d).await.unwrap(), None);
-    assert_eq!(store.sweep(&d, later).await.unwrap(), None, "gone already");
+    assert_eq!(
+        store.sweep(&d, later, true).await.unwrap(),
+        None,
+        "gone already"
+    );
 }
 
 /// Bytes that do not hash to their digest are never handed out whole as the

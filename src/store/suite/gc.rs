@@ -21,10 +21,22 @@ async fn a_moment() -> i64 {
 }
 
 async fn swept(meta: &dyn MetaStore, d: &Digest, cutoff_ms: i64) -> bool {
-    let swept = meta
-        .sweep_blob_links(vec![d.clone()], cutoff_ms)
+    // A dry run answers the same and changes nothing.
+    let linked = meta.blob_linked_anywhere(d).await.unwrap();
+    let would = meta
+        .sweep_blob_links(vec![d.clone()], cutoff_ms, false)
         .await
         .unwrap();
+    assert_eq!(
+        meta.blob_linked_anywhere(d).await.unwrap(),
+        linked,
+        "a dry run changes nothing"
+    );
+    let swept = meta
+        .sweep_blob_links(vec![d.clone()], cutoff_ms, true)
+        .await
+        .unwrap();
+    assert_eq!(would, swept, "a dry run says what applying does");
     swept.contains(d)
 }
 
