@@ -126,6 +126,8 @@ impl Registry {
                         self.set_aside(&digest, detail.clone(), false).await;
                         report.corrupt.push(Rotten { digest, detail });
                     }
+                    // Deleted since it was listed (garbage collection): nothing to check.
+                    Err(RegistryError::BlobUnknown(_)) => continue,
                     Err(e) => report.unreadable.push(Rotten {
                         digest,
                         detail: e.to_string(),
