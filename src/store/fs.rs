@@ -1,6 +1,6 @@
 //! Filesystem `BlobStore`: `blobs/<alg>/<hex[0..2]>/<hex>`, uploads in `uploads/<id>`,
 //! small writes staged in `tmp/`, blobs that failed verification set aside in
-//! `quarantine/`. Every commit is write, fsync, rename, fsync dir.
+//! `quarantine/`, a blob a sweep is judging in `swept/`. Every commit is write, fsync, rename, fsync dir.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ impl FsBlobStore {
     /// Opens (creating if needed) a blob tree under `root`. With `fsync` off, commits
     /// skip fsync: faster, but a power loss can lose recently committed blobs.
     pub fn open(root: &Path, fsync: bool) -> StoreResult<Self> {
-        for dir in ["blobs", "uploads", "tmp", "quarantine"] {
+        for dir in ["blobs", "uploads", "tmp", "quarantine", "swept"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         // Staged small writes never outlive a crash.
@@ -47,11 +47,13 @@ impl FsBlobStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(FsBlobStore {
+        let store = FsBlobStore {
             root: root.to_path_buf(),
             fsync,
             io: UploadIo::default(),
-        })
+        };
+        store.restore_swept()?;
+        Ok(store)
     }
 
     /// How uploads are appended: with direct I/O where the filesystem allows it,
@@ -68,6 +70,35 @@ impl FsBlobStore {
             .join(d.algorithm().as_str())
             .join(&hex[..2])
             .join(hex)
+    }
+
+    /// Where a sweep moves a blob while it judges it.
+    fn swept_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("swept")
+            .join(format!("{}-{}", d.algorithm().as_str(), d.hex()))
+    }
+
+    /// A sweep killed between moving a blob aside and deciding leaves it in
+    /// `swept/`: it goes back where nothing has taken its place (if its links
+    /// were removed, the next collection finds it unreferenced again), else it
+    /// is dropped. Never lost, whichever way the sweep would have gone.
+    fn restore_swept(&self) -> std::io::Result<()> {
+        for e in std::fs::read_dir(self.root.join("swept"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().replacen('-', ":", 1);
+            match name.parse::<Digest>() {
+                Ok(d) if !self.blob_path(&d).exists() => {
+                    let to = self.blob_path(&d);
+                    if let Some(dir) = to.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::rename(e.path(), to)?;
+                }
+                _ => std::fs::remove_file(e.path())?,
+            }
+        }
+        Ok(())
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -337,11 +368,7 @@ impl BlobStore for FsBlobStore {
         apply: bool,
     ) -> StoreResult<Option<u64>> {
         let path = self.blob_path(digest);
-        let aside = self.root.join("tmp").join(format!(
-            "gc-{}-{}",
-            digest.algorithm().as_str(),
-            digest.hex()
-        ));
+        let aside = self.swept_path(digest);
         Ok(blocking(move || {
             if !apply {
                 let Some(meta) = not_found_as_none(std::fs::metadata(&path))? else {
@@ -513,8 +540,11 @@ impl BlobStore for FsBlobStore {
             let mut out = Vec::new();
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
-                let modified = entry
-                    .metadata()?
+                // Finished (and removed) since it was listed: not an upload any more.
+                let Some(meta) = not_found_as_none(entry.metadata())? else {
+                    continue;
+                };
+                let modified = meta
                     .modified()?
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -550,5 +580,39 @@ mod tests {
         }
         assert_eq!(got, 1 << 20, "the whole buffers that could be read");
         assert_eq!(failed, Some(std::io::ErrorKind::UnexpectedEof));
+    }
+
+    /// A sweep killed with a blob moved aside: reopening puts it back, unless
+    /// a new copy took its place meanwhile (then the aside one goes).
+    #[tokio::test]
+    async fn a_blob_a_killed_sweep_moved_aside_comes_back() {
+        use crate::oci::Digest;
+        use crate::store::BlobStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::FsBlobStore::open(dir.path(), true).unwrap();
+        let (a, b) = (
+            b"moved aside".as_slice(),
+            b"moved aside, then pushed again".as_slice(),
+        );
+        let (da, db) = (Digest::sha256_of(a), Digest::sha256_of(b));
+        for (d, bytes) in [(&da, a), (&db, b)] {
+            store
+                .write_all(d, bytes::Bytes::copy_from_slice(bytes))
+                .await
+                .unwrap();
+            std::fs::rename(store.blob_path(d), store.swept_path(d)).unwrap();
+        }
+        store
+            .write_all(&db, bytes::Bytes::copy_from_slice(b))
+            .await
+            .unwrap();
+        drop(store);
+        let store = super::FsBlobStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.read_all(&da, 100).await.unwrap().unwrap().as_ref(), a);
+        assert_eq!(store.read_all(&db, 100).await.unwrap().unwrap().as_ref(), b);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("swept")).unwrap().count(),
+            0
+        );
     }
 }
