@@ -10,13 +10,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 mod read;
+mod tree;
 
 use read::read_stream;
+use tree::list_blob_tree;
 
 use super::append::{Appender, UploadIo};
 use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
 use super::{StoreError, StoreResult};
-use crate::oci::{Algorithm, Digest};
+use crate::oci::Digest;
 
 /// Bytes per batch handed to the writer thread, and per read from disk: large
 /// enough to amortise syscalls and thread wake-ups, small enough to keep memory flat.
@@ -140,60 +142,6 @@ pub(super) fn short_upload(on_disk: u64, recorded: u64) -> std::io::Error {
     std::io::Error::other(format!(
         "upload file holds {on_disk} bytes where {recorded} were recorded"
     ))
-}
-
-/// The blobs under `root` (`<alg>/<hex[0..2]>/<hex>`) in digest order after
-/// `after`, at most `limit`: reads only the directories the page spans. Names
-/// that are not digests (an operator's leftovers) are skipped.
-fn list_blob_tree(
-    root: &Path,
-    after: Option<&Digest>,
-    limit: usize,
-) -> std::io::Result<Vec<(Digest, u64)>> {
-    let sorted_names = |dir: &Path| -> std::io::Result<Vec<String>> {
-        let Some(entries) = not_found_as_none(std::fs::read_dir(dir))? else {
-            return Ok(Vec::new());
-        };
-        let mut names = Vec::new();
-        for e in entries {
-            names.push(e?.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
-    };
-    let mut out = Vec::new();
-    for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-        if after.is_some_and(|a| a.algorithm() > alg) {
-            continue;
-        }
-        let same_alg = after.filter(|a| a.algorithm() == alg);
-        let alg_dir = root.join(alg.as_str());
-        for prefix in sorted_names(&alg_dir)? {
-            if same_alg.is_some_and(|a| prefix.as_str() < &a.hex()[..2]) {
-                continue;
-            }
-            let dir = alg_dir.join(&prefix);
-            for name in sorted_names(&dir)? {
-                if same_alg.is_some_and(|a| name.as_str() <= a.hex()) {
-                    continue;
-                }
-                let Ok(digest) = format!("{}:{name}", alg.as_str()).parse::<Digest>() else {
-                    continue;
-                };
-                if !name.starts_with(&prefix) {
-                    continue;
-                }
-                let Some(meta) = not_found_as_none(std::fs::metadata(dir.join(&name)))? else {
-                    continue; // deleted while listed
-                };
-                out.push((digest, meta.len()));
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 async fn blocking<T: Send + 'static>(
