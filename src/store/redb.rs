@@ -10,6 +10,7 @@ mod review;
 mod robots;
 mod storage;
 mod tags;
+mod uploads;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -43,10 +44,6 @@ const MANIFEST_REPOS: TableDefinition<(&str, &str), Unit> = TableDefinition::new
 const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("tags");
 /// (repo, subject, referrer) -> JSON `Descriptor`.
 const REFERRERS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("referrers");
-/// upload id -> JSON `UploadRecord`.
-const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
-/// (owner, upload id): the open sessions of each owner, to cap them.
-const UPLOAD_OWNERS: TableDefinition<(&str, &str), Unit> = TableDefinition::new("upload_owners");
 
 pub struct RedbMetaStore {
     db: Arc<Database>,
@@ -77,8 +74,7 @@ impl RedbMetaStore {
             txn.open_table(MANIFEST_REPOS)?;
             txn.open_table(TAGS)?;
             txn.open_table(REFERRERS)?;
-            txn.open_table(UPLOADS)?;
-            txn.open_table(UPLOAD_OWNERS)?;
+            uploads::create_tables(&txn)?;
             models::create_tables(&txn)?;
             tags::create_tables(&txn)?;
             audit::create_tables(&txn)?;
@@ -234,11 +230,7 @@ impl MetaStore for RedbMetaStore {
         let (repo, d) = (repo.to_string(), digest.to_string());
         self.write(move |txn| {
             ensure_repo(txn, &repo)?;
-            txn.open_table(BLOB_LINKS)?
-                .insert((repo.as_str(), d.as_str()), size)?;
-            txn.open_table(BLOB_REPOS)?
-                .insert((d.as_str(), repo.as_str()), ())?;
-            gc::touch_links(txn, &repo, &[d])
+            gc::insert_link(txn, &repo, &d, size)
         })
         .await
     }
@@ -254,13 +246,8 @@ impl MetaStore for RedbMetaStore {
             let Some(size) = gc::linked_in(txn, &digest, from.as_deref())? else {
                 return Ok(None);
             };
-            let d = digest.to_string();
             ensure_repo(txn, &repo)?;
-            txn.open_table(BLOB_LINKS)?
-                .insert((repo.as_str(), d.as_str()), size)?;
-            txn.open_table(BLOB_REPOS)?
-                .insert((d.as_str(), repo.as_str()), ())?;
-            gc::touch_links(txn, &repo, &[d])?;
+            gc::insert_link(txn, &repo, &digest.to_string(), size)?;
             Ok(Some(size))
         })
         .await
@@ -276,17 +263,7 @@ impl MetaStore for RedbMetaStore {
 
     async fn unlink_blob(&self, repo: &str, digest: &Digest) -> StoreResult<bool> {
         let (repo, d) = (repo.to_string(), digest.to_string());
-        self.write(move |txn| {
-            let removed = txn
-                .open_table(BLOB_LINKS)?
-                .remove((repo.as_str(), d.as_str()))?
-                .is_some();
-            txn.open_table(BLOB_REPOS)?
-                .remove((d.as_str(), repo.as_str()))?;
-            gc::forget_link(txn, &repo, &d)?;
-            Ok(removed)
-        })
-        .await
+        self.write(move |txn| gc::remove_link(txn, &repo, &d)).await
     }
 
     async fn blob_linked_anywhere(&self, digest: &Digest) -> StoreResult<bool> {
@@ -588,80 +565,26 @@ impl MetaStore for RedbMetaStore {
         max_per_owner: usize,
     ) -> StoreResult<()> {
         let (id, json, owner) = (id.to_string(), to_json(record)?, record.owner.clone());
-        self.write(move |txn| {
-            if let Some(owner) = &owner {
-                let mut owners = txn.open_table(UPLOAD_OWNERS)?;
-                // Counting stops at the cap: a check costs at most `max_per_owner` rows.
-                let open = owners
-                    .range((owner.as_str(), "")..)?
-                    .take_while(|e| e.as_ref().is_ok_and(|(k, _)| k.value().0 == owner))
-                    .take(max_per_owner)
-                    .count();
-                if open >= max_per_owner {
-                    return Err(StoreError::TooManyUploads {
-                        owner: owner.clone(),
-                        max: max_per_owner,
-                    });
-                }
-                owners.insert((owner.as_str(), id.as_str()), ())?;
-            }
-            txn.open_table(UPLOADS)?
-                .insert(id.as_str(), json.as_slice())?;
-            Ok(())
-        })
-        .await
+        self.write(move |txn| uploads::create(txn, &id, &json, owner.as_deref(), max_per_owner))
+            .await
     }
 
     async fn upload(&self, id: &str) -> StoreResult<Option<UploadRecord>> {
-        self.read(|txn| match txn.open_table(UPLOADS)?.get(id)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(corrupt)?)),
-            None => Ok(None),
-        })
+        self.read(|txn| uploads::get(txn, id))
     }
 
     async fn update_upload(&self, id: &str, record: &UploadRecord) -> StoreResult<bool> {
         let (id, json) = (id.to_string(), to_json(record)?);
-        self.write(move |txn| {
-            let mut uploads = txn.open_table(UPLOADS)?;
-            if uploads.get(id.as_str())?.is_none() {
-                return Ok(false);
-            }
-            uploads.insert(id.as_str(), json.as_slice())?;
-            Ok(true)
-        })
-        .await
+        self.write(move |txn| uploads::update(txn, &id, &json))
+            .await
     }
 
     async fn list_uploads(&self) -> StoreResult<Vec<(String, UploadRecord)>> {
-        self.read(|txn| {
-            let mut out = Vec::new();
-            for entry in txn.open_table(UPLOADS)?.iter()? {
-                let (k, v) = entry?;
-                let record = serde_json::from_slice(v.value()).map_err(corrupt)?;
-                out.push((k.value().to_string(), record));
-            }
-            Ok(out)
-        })
+        self.read(uploads::list)
     }
 
     async fn delete_upload(&self, id: &str) -> StoreResult<()> {
         let id = id.to_string();
-        self.write(move |txn| {
-            let mut uploads = txn.open_table(UPLOADS)?;
-            let owner = match uploads.remove(id.as_str())? {
-                Some(v) => {
-                    serde_json::from_slice::<UploadRecord>(v.value())
-                        .map_err(corrupt)?
-                        .owner
-                }
-                None => None,
-            };
-            if let Some(owner) = owner {
-                txn.open_table(UPLOAD_OWNERS)?
-                    .remove((owner.as_str(), id.as_str()))?;
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |txn| uploads::delete(txn, &id)).await
     }
 }

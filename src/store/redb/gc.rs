@@ -1,6 +1,7 @@
-//! What garbage collection needs to do safely while pushes go on: when each
-//! blob link was last made or used, and sweeps whose checks run inside the
-//! transaction that removes. Every function runs inside the caller's transaction.
+//! Blob links and what garbage collection needs to sweep them safely while
+//! pushes go on: when each link was last made or used, and sweeps whose checks
+//! run inside the transaction that removes. Every function runs inside the
+//! caller's transaction.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -39,9 +40,27 @@ pub(super) fn touch_links(
     Ok(())
 }
 
-pub(super) fn forget_link(txn: &WriteTransaction, repo: &str, digest: &str) -> StoreResult<()> {
+/// Links blob `digest` of `size` bytes into `repo`, as used now.
+pub(super) fn insert_link(
+    txn: &WriteTransaction,
+    repo: &str,
+    digest: &str,
+    size: u64,
+) -> StoreResult<()> {
+    txn.open_table(BLOB_LINKS)?.insert((repo, digest), size)?;
+    txn.open_table(BLOB_REPOS)?.insert((digest, repo), ())?;
+    touch_links(txn, repo, &[digest.to_string()])
+}
+
+/// Unlinks blob `digest` from `repo`; false if it was not linked.
+pub(super) fn remove_link(txn: &WriteTransaction, repo: &str, digest: &str) -> StoreResult<bool> {
+    let removed = txn
+        .open_table(BLOB_LINKS)?
+        .remove((repo, digest))?
+        .is_some();
+    txn.open_table(BLOB_REPOS)?.remove((digest, repo))?;
     txn.open_table(LINK_TIMES)?.remove((repo, digest))?;
-    Ok(())
+    Ok(removed)
 }
 
 /// Removes every link of blob `digest`, unless it is a manifest in some
@@ -76,13 +95,8 @@ pub(super) fn sweep_links(
             repos.push(repo);
         }
     }
-    let mut links = txn.open_table(BLOB_LINKS)?;
-    let mut by_blob = txn.open_table(BLOB_REPOS)?;
-    let mut times = txn.open_table(LINK_TIMES)?;
     for repo in &repos {
-        links.remove((repo.as_str(), digest))?;
-        by_blob.remove((digest, repo.as_str()))?;
-        times.remove((repo.as_str(), digest))?;
+        remove_link(txn, repo, digest)?;
     }
     Ok(true)
 }
