@@ -5,41 +5,37 @@ use crate::oci::Digest;
 use crate::store::{BlobReader, ByteRange};
 
 impl Registry {
-    /// Size of a blob linked into `repo`, whose stored copy has that size.
+    /// Size of a blob linked into `repo`, whose stored copy has that size
+    /// (a `HEAD`: it stats the copy).
     pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
         let size = self.linked_size(repo, digest).await?;
         self.check_stored_size(digest, size).await?;
         Ok(size)
     }
 
-    async fn linked_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
+    /// The size a blob linked into `repo` was pushed with, from its link alone
+    /// (a `GET` checks the copy as it opens it, in [`Registry::read_blob`]).
+    pub async fn linked_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
         match self.meta.blob_link(repo, digest).await? {
             Some(size) => Ok(size),
             None => Err(RegistryError::BlobUnknown(digest.clone())),
         }
     }
 
-    /// Opens a blob linked into `repo`, optionally a range of it (already checked
-    /// against `blob_size`). A stored copy of another size than was pushed is
-    /// never served: it is set aside.
+    /// Opens a blob of `repo` pushed with `recorded` bytes (its
+    /// [`Registry::linked_size`]), optionally a range of it (already checked
+    /// against that size). A stored copy of another size is never served: it
+    /// is set aside.
     pub async fn read_blob(
         &self,
-        repo: &str,
         digest: &Digest,
+        recorded: u64,
         range: Option<ByteRange>,
     ) -> Result<BlobReader> {
-        let recorded = self.linked_size(repo, digest).await?;
-        match self.blobs.read(digest, range).await? {
-            Some(r) if r.size == recorded => Ok(r),
-            Some(r) => {
-                let detail = format!("{} bytes stored where {recorded} were pushed", r.size);
-                Err(self.set_aside(digest, detail, false).await)
-            }
-            None => {
-                tracing::error!(%digest, repo, "blob is linked but its bytes are missing");
-                Err(RegistryError::BlobUnknown(digest.clone()))
-            }
-        }
+        let reader = self.blobs.read(digest, range).await?;
+        self.verify_stored_size(digest, reader.as_ref().map(|r| r.size), recorded)
+            .await?;
+        reader.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
     /// Unlinks a blob from `repo`. The bytes stay until garbage collection finds no

@@ -86,8 +86,10 @@ impl Registry {
         let cutoff = started
             .checked_sub(opts.grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let cutoff_ms = started_ms.saturating_sub(opts.grace.as_millis() as i64);
-        let window_ms = started_ms.saturating_sub(opts.tag_window.as_millis() as i64);
+        // A span too long for i64 milliseconds reaches back past any push.
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let cutoff_ms = started_ms.saturating_sub(ms(opts.grace));
+        let window_ms = started_ms.saturating_sub(ms(opts.tag_window));
         let gc_actor = Actor::registry();
         let mut report = GcReport {
             applied: opts.apply,

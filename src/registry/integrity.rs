@@ -57,7 +57,18 @@ impl Registry {
     /// Checks a blob's stored size against the size recorded when it was
     /// pushed: a copy that is missing, cut short or grown is not served.
     pub(super) async fn check_stored_size(&self, digest: &Digest, recorded: u64) -> Result<()> {
-        match self.blobs.stat(digest).await? {
+        let stored = self.blobs.stat(digest).await?;
+        self.verify_stored_size(digest, stored, recorded).await
+    }
+
+    /// What [`Registry::check_stored_size`] decides, for a size already known.
+    pub(super) async fn verify_stored_size(
+        &self,
+        digest: &Digest,
+        stored: Option<u64>,
+        recorded: u64,
+    ) -> Result<()> {
+        match stored {
             Some(size) if size == recorded => Ok(()),
             Some(size) => {
                 let detail = format!("{size} bytes stored where {recorded} were pushed");

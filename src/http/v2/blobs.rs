@@ -16,7 +16,12 @@ pub(super) async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let registry = &ctx.app.registry;
-    let size = registry.blob_size(repo.as_str(), digest).await?;
+    // A HEAD stats the stored copy; a GET checks it as it opens it.
+    let size = if head {
+        registry.blob_size(repo.as_str(), digest).await?
+    } else {
+        registry.linked_size(repo.as_str(), digest).await?
+    };
     let etag = format!("\"{digest}\"");
     let builder = Response::builder()
         .header(DOCKER_CONTENT_DIGEST, digest.to_string())
@@ -53,7 +58,7 @@ pub(super) async fn get(
         Some(v) if range_applies => parse_range(v, size)?,
         _ => None,
     };
-    let reader = registry.read_blob(repo.as_str(), digest, range).await?;
+    let reader = registry.read_blob(digest, size, range).await?;
     let builder = match range {
         Some(r) => builder
             .status(StatusCode::PARTIAL_CONTENT)
