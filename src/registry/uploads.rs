@@ -109,7 +109,7 @@ impl Registry {
         owner: &str,
     ) -> Result<MountOutcome> {
         if let Some(d) = digest {
-            let source_has_it = match from {
+            let source_size = match from {
                 Some(from) => self.meta.blob_link(from, d).await?,
                 None => match self.meta.blob_linked_anywhere(d).await? {
                     true => self.blobs.stat(d).await?,
@@ -118,7 +118,7 @@ impl Registry {
             };
             // A stored copy that is gone or of another size is not mounted: the
             // client uploads the content instead, which replaces it.
-            if let Some(size) = source_has_it {
+            if let Some(size) = source_size {
                 match self.check_stored_size(d, size).await {
                     // Linked only if a source still links it as this commits: a
                     // sweep unlinks before it deletes.
@@ -183,16 +183,13 @@ impl Registry {
             .as_deref()
             .and_then(Hasher::resume)
             .map(|h| h.algorithm());
-        record.hash = match (alg, self.blobs.read_upload(id, &record.state).await?) {
-            (Some(alg), Some(mut stream)) => {
-                let mut h = alg.hasher();
-                while let Some(chunk) = stream.next().await {
-                    h.update(&chunk.map_err(StoreError::Io)?);
-                }
-                Some(h.save())
-            }
-            // Unknown: the bytes are read back at the end.
-            _ => None,
+        record.hash = match alg {
+            // Unknown (or not readable back): the bytes are read back at the end.
+            Some(alg) => self
+                .hash_upload(id, &record.state, alg)
+                .await?
+                .map(|h| h.save()),
+            None => None,
         };
         record.writer = self.instance.clone();
         if !self.meta.update_upload(id, &record).await? {
@@ -377,7 +374,7 @@ impl Registry {
         {
             return Ok(h.finish());
         }
-        let Some(mut stream) = self.blobs.read_upload(id, &record.state).await? else {
+        let Some(h) = self.hash_upload(id, &record.state, alg).await? else {
             return Err(RegistryError::DigestInvalid(format!(
                 "this store verifies a chunked upload by its running {} hash only; push {} blobs in one request with the digest given at its start",
                 record
@@ -388,11 +385,25 @@ impl Registry {
                 alg.as_str()
             )));
         };
+        Ok(h.finish())
+    }
+
+    /// Hashes an upload's bytes read back from the store with `alg`; `None`
+    /// where the store cannot read an unfinished upload back.
+    async fn hash_upload(
+        &self,
+        id: &str,
+        state: &UploadState,
+        alg: Algorithm,
+    ) -> Result<Option<Hasher>> {
+        let Some(mut stream) = self.blobs.read_upload(id, state).await? else {
+            return Ok(None);
+        };
         let mut h = alg.hasher();
         while let Some(chunk) = stream.next().await {
             h.update(&chunk.map_err(StoreError::Io)?);
         }
-        Ok(h.finish())
+        Ok(Some(h))
     }
 
     async fn commit(
