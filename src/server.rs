@@ -21,7 +21,9 @@ use crate::governance::{Governance, GovernanceSettings};
 use crate::http::actor::ClientAddr;
 use crate::http::{App, router};
 use crate::registry::Registry;
-use crate::store::{UploadIo, fs::FsBlobStore, redb::RedbMetaStore};
+#[cfg(feature = "s3")]
+use crate::store::s3::S3BlobStore;
+use crate::store::{BlobStore, UploadIo, fs::FsBlobStore, redb::RedbMetaStore};
 
 /// The environment variable that opens an encrypted registry signing key.
 pub const SIGNING_KEY_PASSWORD: &str = "BERTH_SIGNING_KEY_PASSWORD";
@@ -94,17 +96,12 @@ fn open_auth(config: &Config) -> anyhow::Result<Auth> {
     Ok(auth.with_scheme(scheme))
 }
 
-/// Opens the embedded stores under `config.data_dir`.
-pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
+/// Opens the stores: metadata under `config.data_dir`, blobs there too or in
+/// the S3 bucket the config names.
+pub async fn open_registry(config: &Config) -> anyhow::Result<Registry> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let blobs = FsBlobStore::open(&config.data_dir, config.fsync)
-        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?
-        .upload_io(match config.upload_io {
-            UploadIoMode::Auto => UploadIo::default(),
-            UploadIoMode::Direct => UploadIo::Direct,
-            UploadIoMode::Buffered => UploadIo::Buffered,
-        });
+    let blobs = open_blobs(config).await?;
     let meta = RedbMetaStore::open(&config.data_dir.join("berth.redb"), config.fsync)
         .context("opening metadata database")?;
     let policy = load_policy(&config.policy)?;
@@ -117,13 +114,29 @@ pub fn open_registry(config: &Config) -> anyhow::Result<Registry> {
             event_source: config.event_source.clone(),
         },
     );
-    Ok(Registry::new(
-        Arc::new(blobs),
-        Arc::new(meta),
-        config.limits.clone(),
-        governance,
+    Ok(
+        Registry::new(blobs, Arc::new(meta), config.limits.clone(), governance)
+            .with_gc(config.gc.clone()),
     )
-    .with_gc(config.gc.clone()))
+}
+
+async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    #[cfg(feature = "s3")]
+    if let Some(s3) = &config.s3 {
+        let store = S3BlobStore::connect(s3)
+            .await
+            .with_context(|| format!("opening S3 bucket {}", s3.bucket))?;
+        tracing::info!(bucket = %s3.bucket, prefix = %s3.prefix, endpoint = ?s3.endpoint, "blobs in S3");
+        return Ok(Arc::new(store));
+    }
+    let store = FsBlobStore::open(&config.data_dir, config.fsync)
+        .with_context(|| format!("opening blob store in {}", config.data_dir.display()))?
+        .upload_io(match config.upload_io {
+            UploadIoMode::Auto => UploadIo::default(),
+            UploadIoMode::Direct => UploadIo::Direct,
+            UploadIoMode::Buffered => UploadIo::Buffered,
+        });
+    Ok(Arc::new(store))
 }
 
 /// Raises the soft limit on open files to the hard one, as Go servers (CNCF
@@ -144,7 +157,7 @@ fn raise_open_files_limit() -> Option<u64> {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.refuse_insecure()?;
     let open_files = raise_open_files_limit();
-    let registry = open_registry(&config)?;
+    let registry = open_registry(&config).await?;
     let auth = open_auth(&config)?;
     auth.set_robots(registry.robots().await?);
     let tls = match &config.tls {

@@ -44,6 +44,40 @@ use support::*;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// Berth on S3: a push cut into multipart parts, a pull that follows each blob's
+/// redirect to a presigned URL, the same tree back; pulled again, nothing moves.
+#[test]
+fn push_and_pull_on_s3_through_redirects() {
+    let env = Env::on_s3();
+    let src = env.path("src");
+    make_model(&src, 13);
+    let out = env.json(&["push", src.to_str().unwrap(), &env.r("team/s3:v1"), "-q"]);
+    let pulled = env.json(&[
+        "pull",
+        &env.r("team/s3:v1"),
+        env.path("back").to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(pulled["digest"], out["digest"]);
+    assert_same_tree(&src, &env.path("back"));
+    let m = env.get_json("/v2/team/s3/manifests/v1", MANIFEST);
+    let mut blobs: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["size"].as_u64() > Some(0))
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    blobs.sort();
+    blobs.dedup();
+    let redirects = env.srv.metric("berth_blob_redirects_total");
+    assert!(
+        redirects >= blobs.len() as f64,
+        "{redirects} of {} files came through a redirect",
+        blobs.len()
+    );
+}
+
 #[test]
 fn raw_and_image_layouts_round_trip() {
     let env = Env::new();

@@ -8,7 +8,22 @@ use berth_conformance::{Config, Outcome, run};
 
 #[tokio::test]
 async fn berth_passes_every_conformance_check() {
-    let srv = common::TestServer::start();
+    passes_every_check(common::TestServer::start()).await;
+}
+
+/// With its blobs in S3 (SeaweedFS on loopback), streamed through Berth.
+#[tokio::test]
+async fn berth_on_s3_passes_every_conformance_check() {
+    passes_every_check(common::TestServer::start_s3(false, &[])).await;
+}
+
+/// With its blobs in S3 and blob `GET`s redirected to presigned URLs.
+#[tokio::test]
+async fn berth_on_s3_with_redirects_passes_every_conformance_check() {
+    passes_every_check(common::TestServer::start_s3(true, &[])).await;
+}
+
+async fn passes_every_check(srv: common::TestServer) {
     let cfg = Config::new(&srv.url).expect("config");
     let report = tokio::task::spawn_blocking(move || run(&cfg))
         .await

@@ -112,42 +112,88 @@ fn run_script(name: &str, mut cmd: Command) {
 
 #[test]
 fn oras_sdk_roundtrip() {
+    oras_sdk_against(common::TestServer::start());
+}
+
+/// Blobs in S3, pulled through `307` redirects to presigned URLs.
+#[test]
+fn oras_sdk_roundtrip_on_s3_with_redirects() {
+    let srv = common::TestServer::start_s3(true, &[]);
+    let srv = oras_sdk_against(srv);
+    assert!(
+        srv.metric("berth_blob_redirects_total") > 0.0,
+        "the client pulled no blob through a redirect"
+    );
+}
+
+fn oras_sdk_against(srv: common::TestServer) -> common::TestServer {
     require("python3", "python3", &["--version"]);
     require(
         "the oras SDK (PyPI `oras`)",
         "python3",
         &["-c", "import oras.provider"],
     );
-    let srv = common::TestServer::start();
     let mut cmd = Command::new("python3");
     cmd.arg(repo_path("tests/clients/oras_roundtrip.py"))
         .arg(&srv.addr);
     run_script("oras_roundtrip.py", cmd);
+    srv
 }
 
 #[test]
 fn skopeo_roundtrip() {
+    skopeo_against(common::TestServer::start());
+}
+
+/// Blobs in S3, pulled through `307` redirects to presigned URLs.
+#[test]
+fn skopeo_roundtrip_on_s3_with_redirects() {
+    let srv = common::TestServer::start_s3(true, &[]);
+    let srv = skopeo_against(srv);
+    assert!(
+        srv.metric("berth_blob_redirects_total") > 0.0,
+        "the client pulled no blob through a redirect"
+    );
+}
+
+fn skopeo_against(srv: common::TestServer) -> common::TestServer {
     require("skopeo", "skopeo", &["--version"]);
     require("umoci", "umoci", &["--version"]);
     require("python3", "python3", &["--version"]);
-    let srv = common::TestServer::start();
     let mut cmd = Command::new("bash");
     cmd.arg(repo_path("tests/clients/skopeo_roundtrip.sh"))
         .arg(&srv.addr);
     run_script("skopeo_roundtrip.sh", cmd);
+    srv
 }
 
 #[test]
 fn podman_containerd_roundtrip() {
+    podman_containerd_against(common::TestServer::start());
+}
+
+/// Blobs in S3, pulled by podman and containerd through `307` redirects to
+/// presigned URLs.
+#[test]
+fn podman_containerd_roundtrip_on_s3_with_redirects() {
+    let srv = common::TestServer::start_s3(true, &[]);
+    let srv = podman_containerd_against(srv);
+    assert!(
+        srv.metric("berth_blob_redirects_total") > 0.0,
+        "the client pulled no blob through a redirect"
+    );
+}
+
+fn podman_containerd_against(srv: common::TestServer) -> common::TestServer {
     require("podman", "podman", &["--version"]);
     require("containerd", "containerd", &["--version"]);
     require("ctr", "ctr", &["--version"]);
     require("python3", "python3", &["--version"]);
-    let srv = common::TestServer::start();
     let mut cmd = Command::new("bash");
     cmd.arg(repo_path("tests/clients/podman_containerd_roundtrip.sh"))
         .arg(&srv.addr);
     run_script("podman_containerd_roundtrip.sh", cmd);
+    srv
 }
 
 #[test]

@@ -29,9 +29,21 @@ pub(crate) struct Resp {
     pub body: Vec<u8>,
     /// `METHOD path?query`, for failure messages.
     pub request: String,
+    /// The registry's own answer's headers when it redirected the request
+    /// elsewhere (a blob served from object storage): what `headers` are of
+    /// the answer at the end of the redirects.
+    pub redirected_by: Option<HeaderMap>,
 }
 
 impl Resp {
+    /// A header of the registry's own answer: the one it redirected with, if it did.
+    pub fn registry_header(&self, name: &str) -> Option<&str> {
+        match &self.redirected_by {
+            Some(h) => h.get(name).and_then(|v| v.to_str().ok()),
+            None => self.header(name),
+        }
+    }
+
     /// A header's value, if present and valid text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -182,6 +194,8 @@ impl Client {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("berth-conformance/", env!("CARGO_PKG_VERSION")))
+            // Followed in `send`, which keeps the registry's own answer.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Client {
@@ -233,16 +247,44 @@ impl Client {
     /// Sends a request and reads the whole answer.
     pub fn send(&self, req: Req) -> Step<Resp> {
         let request = describe_request(&req.method, &req.url);
-        let mut builder = self.http.request(req.method, req.url);
-        for (name, value) in req.headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = req.body {
-            builder = builder.body(body);
-        }
-        let resp = match builder.send() {
-            Ok(r) => r,
-            Err(e) => return fail(format!("{request}: request failed: {}", error_chain(&e))),
+        let mut redirected_by = None;
+        let (mut method, mut url) = (req.method, req.url);
+        let mut hops = 0;
+        let resp = loop {
+            let mut builder = self.http.request(method.clone(), url.clone());
+            for (name, value) in &req.headers {
+                // Credentials stay with the registry (as browsers and reqwest do).
+                if redirected_by.is_some() && name.eq_ignore_ascii_case("authorization") {
+                    continue;
+                }
+                builder = builder.header(*name, value);
+            }
+            if let Some(body) = &req.body {
+                builder = builder.body(body.clone());
+            }
+            let resp = match builder.send() {
+                Ok(r) => r,
+                Err(e) => return fail(format!("{request}: request failed: {}", error_chain(&e))),
+            };
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            match (status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(next)) if hops < 10 => {
+                    hops += 1;
+                    if redirected_by.is_none() {
+                        redirected_by = Some(resp.headers().clone());
+                    }
+                    if status == 303 {
+                        method = Method::GET;
+                    }
+                    url = next;
+                }
+                _ => break resp,
+            }
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -255,6 +297,7 @@ impl Client {
             headers,
             body,
             request,
+            redirected_by,
         };
         if (400..500).contains(&resp.status) && looks_like_json(&resp) {
             self.errors.borrow_mut().push(ErrorSample {

@@ -241,7 +241,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let registry = crate::server::open_registry(&config).unwrap();
+        let registry = crate::server::open_registry(&config).await.unwrap();
         (dir, router(App::with_auth(registry, auth)))
     }
 

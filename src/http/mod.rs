@@ -51,6 +51,11 @@ impl App {
             "Stored copies (blobs, manifests) found failing verification and set aside",
             registry.rot_found(),
         );
+        metrics.register_counter(
+            "blob_redirects",
+            "Blob GETs answered with a redirect to the object store",
+            registry.redirects(),
+        );
         Arc::new(App {
             registry,
             auth,

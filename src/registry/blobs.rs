@@ -38,6 +38,16 @@ impl Registry {
         reader.ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
+    /// Where the client may fetch a blob straight from the store (a presigned
+    /// URL), when the store is set to send it there.
+    pub async fn blob_download_url(&self, digest: &Digest) -> Result<Option<String>> {
+        let url = self.blobs.download_url(digest).await?;
+        if url.is_some() {
+            self.redirects.inc();
+        }
+        Ok(url)
+    }
+
     /// Unlinks a blob from `repo`. The bytes stay until garbage collection finds no
     /// repository linking them: deleting here would race with a concurrent push.
     pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {

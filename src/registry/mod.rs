@@ -74,6 +74,8 @@ pub struct Registry {
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
     /// Stored copies found failing verification and set aside.
     rot_found: prometheus_client::metrics::counter::Counter,
+    /// Blob reads sent to the object store (presigned redirects).
+    redirects: prometheus_client::metrics::counter::Counter,
     scrub_lock: Arc<tokio::sync::Mutex<()>>,
     gc_lock: tokio::sync::Mutex<()>,
     /// What garbage collection keeps unless a request says otherwise.
@@ -100,6 +102,7 @@ impl Registry {
             governance,
             sessions: Mutex::new(HashMap::new()),
             rot_found: Default::default(),
+            redirects: Default::default(),
             scrub_lock: Default::default(),
             gc_lock: Default::default(),
             last_storage: Mutex::new(None),
@@ -119,6 +122,10 @@ impl Registry {
     }
 
     /// Counts stored copies found failing verification (for `/metrics`).
+    pub fn redirects(&self) -> prometheus_client::metrics::counter::Counter {
+        self.redirects.clone()
+    }
+
     pub fn rot_found(&self) -> prometheus_client::metrics::counter::Counter {
         self.rot_found.clone()
     }

@@ -120,6 +120,12 @@ pub trait BlobStore: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<(Digest, u64)>>;
 
+    /// Where a client may fetch a committed blob itself (a presigned URL), if
+    /// the store is set to send clients there; the registry then answers `307`.
+    async fn download_url(&self, _digest: &Digest) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
     /// Begins an empty upload.
     async fn begin_upload(&self, id: &str) -> StoreResult<UploadState>;
 
@@ -139,7 +145,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Streams an unfinished upload's bytes from the start, to hash them with
     /// another algorithm than the one kept; `None` where the store cannot read
-    /// an upload back before it is committed (S3 multipart uploads).
+    /// an upload back. A store may need to finish the upload to read it (S3
+    /// completes its multipart upload): after this, only commit or delete it.
     async fn read_upload(&self, id: &str, state: &UploadState) -> StoreResult<Option<ByteStream>>;
 
     /// Makes a finished upload the blob `digest`, without the bytes passing

@@ -10,6 +10,8 @@ pub mod model;
 pub mod redb;
 pub mod review;
 pub mod robots;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(test)]
 mod suite;
 pub mod tags;

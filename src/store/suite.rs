@@ -1,7 +1,7 @@
 //! The storage test suite every backend must pass: a `BlobStore` or `MetaStore`
 //! implementation is done when these run clean against it.
 
-mod blobs;
+pub(crate) mod blobs;
 mod gc;
 mod models;
 mod tags;

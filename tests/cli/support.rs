@@ -35,6 +35,14 @@ impl Env {
         }
     }
 
+    /// With the server's blobs in S3 and blob `GET`s redirected to presigned URLs.
+    pub fn on_s3() -> Env {
+        Env {
+            srv: TestServer::start_s3(true, &[]),
+            tmp: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }

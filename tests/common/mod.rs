@@ -31,6 +31,21 @@ impl TestServer {
         s
     }
 
+    /// A fresh server whose blobs live in a new bucket of the test S3 server
+    /// (`scripts/s3-test-server.sh start` prints the variables it reads; the
+    /// test command starts it). With `redirect`, blob `GET`s answer `307` to a
+    /// presigned URL.
+    pub fn start_s3(redirect: bool, extra: &[&str]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = tmp.path().join("berth.toml");
+        std::fs::write(&config, s3_config(redirect)).expect("config");
+        let mut flags = vec!["--config", config.to_str().expect("path")];
+        flags.extend_from_slice(extra);
+        let mut s = Self::start_in(&tmp.path().join("data"), &flags);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on the given data directory (used to test restarts).
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
@@ -84,6 +99,24 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// A counter or gauge from `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.addr).expect("connect");
+        write!(
+            conn,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("request");
+        let mut text = String::new();
+        conn.read_to_string(&mut text).expect("metrics");
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter_map(|rest| rest.trim().parse::<f64>().ok())
+            .sum()
+    }
+
     /// The server's process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -108,6 +141,31 @@ impl TestServer {
         }
         false
     }
+}
+
+/// An `[s3]` section for a new bucket on the test S3 server.
+pub fn s3_config(redirect: bool) -> String {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: start the test S3 server with eval \"$(scripts/s3-test-server.sh start)\" (scripts/test.sh does)"
+            )
+        })
+    };
+    let bucket = format!(
+        "berth-it-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    format!(
+        "[s3]\nbucket = \"{bucket}\"\nprefix = \"berth/\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\ncreate_bucket = true\nredirect_downloads = {redirect}\npart_size_mib = 5\n",
+        var("BERTH_TEST_S3_ENDPOINT"),
+        var("BERTH_TEST_S3_ACCESS_KEY"),
+        var("BERTH_TEST_S3_SECRET_KEY"),
+    )
 }
 
 impl Drop for TestServer {

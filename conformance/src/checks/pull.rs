@@ -27,7 +27,7 @@ fn same_bytes(resp: &Resp, expected: &[u8], what: &str) -> Step {
 
 /// If `Docker-Content-Digest` is present, checks it is the digest of `data`.
 fn digest_header_matches(resp: &Resp, data: &[u8]) -> Step {
-    let Some(value) = resp.header("docker-content-digest") else {
+    let Some(value) = resp.registry_header("docker-content-digest") else {
         return skip("no Docker-Content-Digest header (its absence is checked separately)");
     };
     match digest::matches(value, data) {
@@ -45,7 +45,7 @@ fn digest_header_matches(resp: &Resp, data: &[u8]) -> Step {
 
 fn has_digest_header(resp: &Resp) -> Step {
     ensure!(
-        resp.header("docker-content-digest").is_some(),
+        resp.registry_header("docker-content-digest").is_some(),
         "no Docker-Content-Digest header: {}",
         resp.request
     );

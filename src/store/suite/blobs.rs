@@ -25,7 +25,8 @@ pub(super) async fn append(
     }
 }
 
-/// The upload holds exactly `want`, where the store can read an upload back.
+/// The upload holds exactly `want`, where the store can read an upload back
+/// (which may end its appends: only commit or delete it after this).
 async fn assert_upload_holds(store: &dyn BlobStore, id: &str, st: &UploadState, want: &[u8]) {
     assert_eq!(st.len, want.len() as u64);
     if let Some(s) = store.read_upload(id, st).await.unwrap() {
@@ -147,7 +148,6 @@ pub async fn blob_store(store: &dyn BlobStore) {
         sent += len;
     }
     assert_eq!(sent, big.len());
-    assert_upload_holds(store, "big", &st, &big).await;
     // Committed, megabytes read back whole and in a range that starts and ends
     // inside read buffers and spans several of them.
     let big_d = Digest::sha256_of(&big);
@@ -184,7 +184,6 @@ pub async fn blob_store(store: &dyn BlobStore) {
     assert_eq!(kept.len, big.len() as u64 + (2 << 20) + 3);
     let mut whole = big.clone();
     whole.extend(vec![7u8; (2 << 20) + 3]);
-    assert_upload_holds(store, "big", &kept, &whole).await;
     // ... and goes on from there.
     let kept = append(store, "big", &kept, stream_of(&[b"!"])).await;
     whole.push(b'!');
