@@ -11,6 +11,7 @@ mod gc;
 mod integrity;
 mod manifests;
 mod ops;
+mod s3;
 mod storage;
 mod tls;
 
