@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: formatting and lints, unit and
-# integration tests, the conformance suite against Berth on the filesystem and on S3 (and against the reference
-# registry, to check the suite itself), and the real-client tests.
+# integration tests, the conformance suite against Berth on the filesystem and on
+# S3 (and against the reference registry, to check the suite itself), and the
+# real-client tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

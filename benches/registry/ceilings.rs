@@ -143,3 +143,88 @@ pub async fn loopback_iperf3(seconds: u64) -> Result<f64> {
     let _ = server.kill().await;
     Err(last.unwrap())
 }
+
+/// The object store's own speed, with no registry in between: `size` bytes
+/// sent as a multipart upload in 16 MiB parts, one in flight (as Berth sends
+/// them), then read back in one GET. Returns (put, get) in MiB/s.
+pub async fn s3_multipart(config: &Path, size: u64) -> Result<(f64, f64)> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        s3: berth::store::s3::S3Settings,
+    }
+    let file: File = toml::from_str(&std::fs::read_to_string(config)?)?;
+    let s3 = file.s3;
+    let client = s3.client().await;
+    let key = "ceiling/blob";
+    let part: u64 = 16 << 20;
+    let bytes = bytes::Bytes::from(
+        (0..part as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let t = std::time::Instant::now();
+    let up = client
+        .create_multipart_upload()
+        .bucket(&s3.bucket)
+        .key(key)
+        .send()
+        .await?;
+    let id = up.upload_id().context("no upload id")?.to_string();
+    let mut parts = Vec::new();
+    let mut sent = 0;
+    while sent < size {
+        let len = part.min(size - sent);
+        let n = parts.len() as i32 + 1;
+        let out = client
+            .upload_part()
+            .bucket(&s3.bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(n)
+            .content_length(len as i64)
+            .body(bytes.slice(..len as usize).into())
+            .send()
+            .await?;
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap_or_default())
+                .build(),
+        );
+        sent += len;
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(&s3.bucket)
+        .key(key)
+        .upload_id(&id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await?;
+    let put = size as f64 / MIB / t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let mut body = client
+        .get_object()
+        .bucket(&s3.bucket)
+        .key(key)
+        .send()
+        .await?
+        .body;
+    let mut got = 0u64;
+    while let Some(chunk) = body.next().await {
+        got += chunk?.len() as u64;
+    }
+    anyhow::ensure!(got == size, "read back {got} of {size} bytes");
+    let get = size as f64 / MIB / t.elapsed().as_secs_f64();
+    client
+        .delete_object()
+        .bucket(&s3.bucket)
+        .key(key)
+        .send()
+        .await?;
+    Ok((put, get))
+}

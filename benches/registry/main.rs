@@ -27,8 +27,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use blob::BlobSource;
 use report::{
-    BASELINE, BASELINE_DIRECT, BERTH, BERTH_AUTH, BERTH_DIRECT, BERTH_NOFSYNC, DIST, MACHINE,
-    NGINX, Results,
+    BASELINE, BASELINE_DIRECT, BERTH, BERTH_AUTH, BERTH_DIRECT, BERTH_NOFSYNC, BERTH_S3, DIST,
+    MACHINE, NGINX, Results,
 };
 use servers::Server;
 use workloads::{MIB, MetaObjects, Params, Pulls};
@@ -89,6 +89,11 @@ struct Args {
     /// Run only the garbage-collection stage.
     #[arg(long, requires = "gc_blobs")]
     gc_only: bool,
+    /// Also measure Berth with its blobs in S3: a SeaweedFS server on loopback
+    /// (`scripts/s3-test-server.sh`, unless `BERTH_TEST_S3_ENDPOINT` names one),
+    /// push and first pull beside the filesystem, and the big stage.
+    #[arg(long)]
+    s3: bool,
     /// Berth binary (default: the one cargo built for this bench, else target/release/berth).
     #[arg(long)]
     berth: Option<PathBuf>,
@@ -275,6 +280,25 @@ async fn run(args: Args) -> Result<i32> {
     } else {
         None
     };
+    let mut on_s3 = if want_berth && args.s3 && !args.gc_only {
+        let cfg = servers::s3_config(&wd)?;
+        match ceilings::s3_multipart(&cfg, args.blob_size).await {
+            Ok((put, get)) => {
+                ceiling(&mut res, report::S3_PUT, Ok(put));
+                ceiling(&mut res, report::S3_GET, Ok(get));
+            }
+            Err(e) => res.fail(MACHINE, report::S3_PUT, &e),
+        }
+        let flags = ["--config", cfg.to_str().unwrap_or_default()];
+        start_berth(&args, &wd.join(BERTH_S3), BERTH_S3, &flags, &mut res).await?
+    } else {
+        None
+    };
+    if !args.big_only
+        && let Some(s) = on_s3.take()
+    {
+        variants.push((s, BERTH_S3));
+    }
     let registries: Vec<(&Server, &str)> = [(dist.as_ref(), DIST), (berth.as_ref(), BERTH)]
         .into_iter()
         .filter_map(|(s, n)| s.map(|s| (s, n)))
@@ -287,7 +311,17 @@ async fn run(args: Args) -> Result<i32> {
         main_stage(&args, &p, &wd, &registries, &variants, &mut res).await?;
     }
     if args.big || args.big_only {
-        big_stage(&args, &wd, &registries, &mut res).await;
+        let mut big: Vec<(&Server, &str)> = registries.clone();
+        let s3 = on_s3.as_ref().or_else(|| {
+            variants
+                .iter()
+                .find(|(_, n)| *n == BERTH_S3)
+                .map(|(s, _)| s)
+        });
+        if let Some(s) = s3 {
+            big.push((s, BERTH_S3));
+        }
+        big_stage(&args, &wd, &big, &mut res).await;
     }
     if args.gc_blobs > 0 && want_berth {
         let dir = wd.join("berth-gc");
@@ -404,7 +438,7 @@ async fn main_stage(
             }
         }
         for (s, name) in variants {
-            let pulls = if [BERTH_DIRECT, BASELINE, BASELINE_DIRECT].contains(name) {
+            let pulls = if [BERTH_DIRECT, BASELINE, BASELINE_DIRECT, BERTH_S3].contains(name) {
                 Pulls::First // what direct I/O costs the pull that follows a push
             } else {
                 Pulls::None

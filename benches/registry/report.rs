@@ -12,6 +12,8 @@ pub const BERTH_DIRECT: &str = "berth-direct";
 /// build before a change, measured in the same rounds as the build after it.
 pub const BASELINE: &str = "baseline";
 pub const BASELINE_DIRECT: &str = "baseline-direct";
+/// Berth with its blobs in S3 (SeaweedFS on loopback, `--s3`).
+pub const BERTH_S3: &str = "berth-s3";
 pub const NGINX: &str = "nginx";
 /// Berth with an auth file: anonymous pulls granted to anyone, and a user's token.
 pub const BERTH_AUTH: &str = "berth-auth";
@@ -41,6 +43,8 @@ pub const DISK_FSYNC_BIG: &str = "disk_write_fdatasync_big_mibs";
 pub const DISK_FSYNC_DIRECT: &str = "disk_write_fdatasync_direct_mibs";
 pub const DISK_FSYNC_BIG_DIRECT: &str = "disk_write_fdatasync_big_direct_mibs";
 pub const LOOPBACK: &str = "loopback_iperf3_mibs";
+pub const S3_PUT: &str = "s3_server_multipart_put_mibs";
+pub const S3_GET: &str = "s3_server_get_mibs";
 pub const GC_LOAD_RATE: &str = "gc_load_blobs_per_s";
 pub const GC_DRY_SECS: &str = "gc_dry_run_s";
 pub const GC_APPLY_SECS: &str = "gc_apply_s";
@@ -181,6 +185,7 @@ enum Target {
     Rps3x,
     P99Under2,
     RssUnder64,
+    RssUnder128,
 }
 
 struct Row {
@@ -513,6 +518,83 @@ fn rows(chunk_mib: u64, parallel: u64, tags: usize, push_c: usize) -> Vec<Row> {
             T::RssUnder64,
         ),
         row(
+            "on S3: push monolithic, vs filesystem (MiB/s)",
+            PUSH_MONO,
+            BERTH_S3,
+            Ceil::Of(BERTH, PUSH_MONO.into()),
+            T::None,
+        ),
+        row(
+            format!("on S3: push chunked {chunk_mib} MiB, vs filesystem (MiB/s)"),
+            PUSH_CHUNKED,
+            BERTH_S3,
+            Ceil::Of(BERTH, PUSH_CHUNKED.into()),
+            T::None,
+        ),
+        row(
+            "on S3: pull first after push, vs filesystem (MiB/s)",
+            PULL_FIRST,
+            BERTH_S3,
+            Ceil::Of(BERTH, PULL_FIRST.into()),
+            T::None,
+        ),
+        row(
+            "on S3: push monolithic, vs the S3 server alone (MiB/s)",
+            PUSH_MONO,
+            BERTH_S3,
+            Ceil::Of(MACHINE, S3_PUT.into()),
+            T::None,
+        ),
+        row(
+            "on S3: pull first after push, vs the S3 server alone (MiB/s)",
+            PULL_FIRST,
+            BERTH_S3,
+            Ceil::Of(MACHINE, S3_GET.into()),
+            T::None,
+        ),
+        row(
+            "ceiling: S3 server, multipart put, 16 MiB parts (MiB/s)",
+            S3_PUT,
+            "",
+            Ceil::Key(S3_PUT),
+            T::None,
+        ),
+        row(
+            "ceiling: S3 server, one GET (MiB/s)",
+            S3_GET,
+            "",
+            Ceil::Key(S3_GET),
+            T::None,
+        ),
+        row(
+            "on S3, big: push monolithic (MiB/s)",
+            BIG_PUSH,
+            BERTH_S3,
+            Ceil::Of(BERTH, BIG_PUSH.into()),
+            T::None,
+        ),
+        row(
+            "on S3, big: pull single stream (MiB/s)",
+            BIG_PULL,
+            BERTH_S3,
+            Ceil::Of(BERTH, BIG_PULL.into()),
+            T::None,
+        ),
+        row(
+            "on S3, big: peak RSS while pushing (MiB)",
+            BIG_RSS_PUSH,
+            BERTH_S3,
+            Ceil::None,
+            T::RssUnder128,
+        ),
+        row(
+            "on S3, big: peak RSS while pulling (MiB)",
+            BIG_RSS_PULL,
+            BERTH_S3,
+            Ceil::None,
+            T::RssUnder128,
+        ),
+        row(
             "gc stage: blobs loaded per second, 16 connections",
             GC_LOAD_RATE,
             BERTH,
@@ -596,6 +678,7 @@ fn target_text(t: Target) -> &'static str {
         Target::Rps3x => "≥3× dist",
         Target::P99Under2 => "<2 ms",
         Target::RssUnder64 => "<64 MiB",
+        Target::RssUnder128 => "<128 MiB",
     }
 }
 
@@ -712,6 +795,7 @@ fn eval(t: Target, b: Option<f64>, d: Option<f64>, ceil: Option<f64>) -> Option<
         Target::Rps3x => b >= 3.0 * d?,
         Target::P99Under2 => b < 2.0,
         Target::RssUnder64 => b < 64.0,
+        Target::RssUnder128 => b < 128.0,
     })
 }
 

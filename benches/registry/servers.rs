@@ -132,6 +132,50 @@ pub async fn start_distribution(bin: &Path, dir: &Path) -> Result<Server> {
     Ok(srv)
 }
 
+/// A Berth config file for a new bucket on the S3 server the tests use: the
+/// one `BERTH_TEST_S3_*` names, else the one `scripts/s3-test-server.sh start`
+/// starts (and leaves running; `stop` ends it).
+pub fn s3_config(dir: &Path) -> Result<PathBuf> {
+    let mut vars: std::collections::HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("BERTH_TEST_S3_"))
+        .collect();
+    if !vars.contains_key("BERTH_TEST_S3_ENDPOINT") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-test-server.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!("{} start failed", script.display());
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                vars.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    let var = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .with_context(|| format!("{k} not set by the S3 server script"))
+    };
+    let bucket = format!("berth-bench-{}", std::process::id());
+    let cfg = dir.join("berth-s3.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[s3]\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\npath_style = true\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\ncreate_bucket = true\n",
+            var("BERTH_TEST_S3_ENDPOINT")?,
+            var("BERTH_TEST_S3_ACCESS_KEY")?,
+            var("BERTH_TEST_S3_SECRET_KEY")?,
+        ),
+    )?;
+    Ok(cfg)
+}
+
 const LISTEN_PREFIX: &str = "berth listening on ";
 
 /// `berth serve --addr 127.0.0.1:0 --data-dir DIR [extra]`; reads `berth listening on ADDR`.

@@ -168,6 +168,26 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn list_uploads(&self) -> StoreResult<Vec<(String, u64)>>;
 }
 
+/// A small blob read whole (`read_all`), checked: no more than `limit` bytes,
+/// and hashing to its digest, else `Corrupt` or `Rotten`.
+pub(super) fn verified(digest: &Digest, bytes: Vec<u8>, limit: u64) -> StoreResult<Bytes> {
+    if bytes.len() as u64 > limit {
+        return Err(too_large(digest, limit));
+    }
+    let actual = Digest::of(digest.algorithm(), &bytes);
+    if &actual != digest {
+        return Err(super::StoreError::Rotten {
+            digest: digest.clone(),
+            detail: format!("its {} bytes hash to {actual}", bytes.len()),
+        });
+    }
+    Ok(Bytes::from(bytes))
+}
+
+pub(super) fn too_large(digest: &Digest, limit: u64) -> super::StoreError {
+    super::StoreError::Corrupt(format!("{digest} is larger than {limit} bytes"))
+}
+
 /// Pages through a store's committed blobs in digest order.
 pub struct BlobPages<'a> {
     store: &'a dyn BlobStore,

@@ -16,7 +16,9 @@ use read::read_stream;
 use tree::list_blob_tree;
 
 use super::append::{Appender, UploadIo};
-use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
+use super::blob::{
+    AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState, verified,
+};
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -242,22 +244,7 @@ impl BlobStore for FsBlobStore {
             Ok(Some(buf))
         })
         .await?;
-        match bytes {
-            Some(b) if b.len() as u64 > limit => Err(StoreError::Corrupt(format!(
-                "{digest} is larger than {limit} bytes"
-            ))),
-            Some(b) => {
-                let actual = Digest::of(digest.algorithm(), &b);
-                if &actual != digest {
-                    return Err(StoreError::Rotten {
-                        digest: digest.clone(),
-                        detail: format!("its {} bytes hash to {actual}", b.len()),
-                    });
-                }
-                Ok(Some(Bytes::from(b)))
-            }
-            None => Ok(None),
-        }
+        bytes.map(|b| verified(digest, b, limit)).transpose()
     }
 
     async fn write_all(&self, digest: &Digest, bytes: Bytes) -> StoreResult<()> {

@@ -21,7 +21,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::blob::{AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState};
+use super::blob::{
+    AppendError, BlobReader, BlobStore, ByteRange, ByteStream, UploadState, too_large, verified,
+};
 use super::{StoreError, StoreResult};
 use crate::oci::Digest;
 
@@ -74,7 +76,7 @@ fn default_presign_ttl_secs() -> u64 {
 }
 
 fn default_part_size_mib() -> u64 {
-    16
+    8
 }
 
 impl S3Settings {
@@ -141,6 +143,8 @@ pub struct S3BlobStore {
     prefix: String,
     part_size: u64,
     presign_ttl: Option<Duration>,
+    /// Whether part bodies are signed: over plain HTTP nothing else guards them.
+    sign_payload: bool,
     /// Serializes commits and sweeps of one digest (striped by its first byte).
     digest_locks: Vec<tokio::sync::Mutex<()>>,
 }
@@ -193,6 +197,10 @@ impl S3BlobStore {
             presign_ttl: settings
                 .redirect_downloads
                 .then(|| Duration::from_secs(settings.presign_ttl_secs)),
+            sign_payload: settings
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| !e.starts_with("https://")),
             digest_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
@@ -411,27 +419,16 @@ impl BlobStore for S3BlobStore {
             return Ok(None);
         };
         if size > limit {
-            return Err(StoreError::Corrupt(format!(
-                "{digest} is larger than {limit} bytes"
-            )));
+            return Err(too_large(digest, limit));
         }
         let mut buf = Vec::with_capacity(size as usize);
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk?);
             if buf.len() as u64 > limit {
-                return Err(StoreError::Corrupt(format!(
-                    "{digest} is larger than {limit} bytes"
-                )));
+                break;
             }
         }
-        let actual = Digest::of(digest.algorithm(), &buf);
-        if &actual != digest {
-            return Err(StoreError::Rotten {
-                digest: digest.clone(),
-                detail: format!("its {} bytes hash to {actual}", buf.len()),
-            });
-        }
-        Ok(Some(Bytes::from(buf)))
+        verified(digest, buf, limit).map(Some)
     }
 
     async fn write_all(&self, digest: &Digest, bytes: Bytes) -> StoreResult<()> {
@@ -481,7 +478,9 @@ impl BlobStore for S3BlobStore {
             return Ok(None);
         };
         // S3 keeps whole seconds: a commit in the second the mark began counts as after it.
-        let since = untouched_since - Duration::from_secs(1);
+        let since = untouched_since
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         if modified >= since {
             return Ok(None);
         }

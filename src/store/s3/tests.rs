@@ -185,3 +185,33 @@ async fn s3_refuses_a_wrong_secret_at_start() {
         .expect("refused");
     assert!(e.to_string().contains("bucket"), "{e}");
 }
+
+/// Settings S3 would refuse later are refused when the config is read.
+#[test]
+fn s3_settings_are_checked_before_any_request() {
+    let parse = |extra: &str| -> Result<(), String> {
+        let text = format!("bucket = \"b\"\n{extra}");
+        let s: S3Settings = toml::from_str(&text).map_err(|e| e.to_string())?;
+        s.validate()
+    };
+    assert_eq!(parse(""), Ok(()));
+    assert!(
+        parse("part_size_mib = 4")
+            .unwrap_err()
+            .contains("5 to 5120")
+    );
+    assert!(parse("part_size_mib = 5121").is_err());
+    assert!(parse("presign_ttl_secs = 0").is_err());
+    assert!(parse("presign_ttl_secs = 604801").is_err());
+    assert!(
+        parse("access_key_id = \"k\"")
+            .unwrap_err()
+            .contains("go together")
+    );
+    assert!(
+        parse("bucket_name = \"x\"").is_err(),
+        "unknown keys are refused"
+    );
+    let empty: S3Settings = toml::from_str("bucket = \"\"").unwrap();
+    assert!(empty.validate().is_err());
+}
