@@ -121,11 +121,12 @@ impl Registry {
         &self.gc
     }
 
-    /// Counts stored copies found failing verification (for `/metrics`).
+    /// Counts blob GETs redirected to the object store (for `/metrics`).
     pub fn redirects(&self) -> prometheus_client::metrics::counter::Counter {
         self.redirects.clone()
     }
 
+    /// Counts stored copies found failing verification (for `/metrics`).
     pub fn rot_found(&self) -> prometheus_client::metrics::counter::Counter {
         self.rot_found.clone()
     }
